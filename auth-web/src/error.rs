@@ -1,0 +1,190 @@
+//! HTTP error responses in the protocol's own form, built in one place: RFC 6749 §5.2 JSON
+//! with `WWW-Authenticate` for `/oauth/*`, GitLab's bearer errors for the API.
+
+use actix_web::http::StatusCode;
+use actix_web::http::header::{self, HeaderValue};
+use actix_web::{HttpResponse, HttpResponseBuilder};
+use doorward_proto::v1 as pb;
+use doorward_shared::ErrorCode;
+use serde_json::json;
+
+/// The realm in `WWW-Authenticate` challenges of the OAuth endpoints.
+pub const OAUTH_REALM: &str = "Doorward";
+
+/// Which challenge a 401 carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Challenge {
+    /// `Basic`: the client authenticated (or tried to) with HTTP Basic (RFC 6749 §5.2).
+    Basic,
+    /// `Bearer` with the error code, as GitLab sends on every token-endpoint error.
+    Bearer,
+}
+
+/// An OAuth error response (RFC 6749 §5.2).
+#[derive(Debug, Clone)]
+pub struct OAuthError {
+    /// The code.
+    pub code: String,
+    /// The description.
+    pub description: String,
+    /// The HTTP status.
+    pub status: StatusCode,
+    /// The challenge scheme.
+    pub challenge: Challenge,
+    /// `Retry-After` seconds, for rate-limit refusals.
+    pub retry_after: Option<u32>,
+}
+
+/// The status RFC 6749 §5.2 (and doorkeeper) give a code: 401 for client authentication
+/// failures, 503/500 for our own trouble, 400 otherwise.
+pub fn status_for(code: &str) -> StatusCode {
+    match code {
+        "invalid_client" | "unauthorized_client" => StatusCode::UNAUTHORIZED,
+        "temporarily_unavailable" => StatusCode::SERVICE_UNAVAILABLE,
+        "server_error" => StatusCode::INTERNAL_SERVER_ERROR,
+        _ => StatusCode::BAD_REQUEST,
+    }
+}
+
+impl OAuthError {
+    /// An error with the code's default description.
+    pub fn new(code: ErrorCode) -> Self {
+        Self::with(code, code.default_description())
+    }
+
+    /// An error with a specific description.
+    pub fn with(code: ErrorCode, description: impl Into<String>) -> Self {
+        Self {
+            code: code.as_str().to_owned(),
+            description: description.into(),
+            status: status_for(code.as_str()),
+            challenge: Challenge::Bearer,
+            retry_after: None,
+        }
+    }
+
+    /// `invalid_request`, for a malformed request.
+    pub fn invalid_request(description: impl Into<String>) -> Self {
+        Self::with(ErrorCode::InvalidRequest, description)
+    }
+
+    /// The error token-service sent as data.
+    pub fn from_proto(error: pb::OAuthError) -> Self {
+        let mut status = status_for(&error.error);
+        let retry_after = (error.retry_after_seconds > 0).then_some(error.retry_after_seconds);
+        if retry_after.is_some() {
+            status = StatusCode::TOO_MANY_REQUESTS;
+        }
+        Self {
+            code: error.error,
+            description: error.error_description,
+            status,
+            challenge: Challenge::Bearer,
+            retry_after,
+        }
+    }
+
+    /// An infrastructure failure reaching token-service: 503 when it is unreachable or slow
+    /// (it recovers by itself), 500 when it failed inside.
+    pub fn from_status(status: &tonic::Status) -> Self {
+        use tonic::Code;
+        tracing::warn!(code = ?status.code(), message = %status.message(), "token-service call failed");
+        match status.code() {
+            Code::Internal
+            | Code::Unimplemented
+            | Code::InvalidArgument
+            | Code::Unauthenticated => Self::new(ErrorCode::ServerError),
+            _ => Self::new(ErrorCode::TemporarilyUnavailable),
+        }
+    }
+
+    /// Overrides the status.
+    pub fn status(mut self, status: StatusCode) -> Self {
+        self.status = status;
+        self
+    }
+
+    /// Sets the challenge scheme.
+    pub fn challenge(mut self, challenge: Challenge) -> Self {
+        self.challenge = challenge;
+        self
+    }
+
+    /// The response: JSON body, `no-store`, and a `WWW-Authenticate` challenge.
+    pub fn response(&self) -> HttpResponse {
+        let mut builder = HttpResponse::build(self.status);
+        no_store(&mut builder);
+        let challenge = match self.challenge {
+            Challenge::Basic => format!("Basic realm=\"{OAUTH_REALM}\""),
+            Challenge::Bearer => format!(
+                "Bearer realm=\"{OAUTH_REALM}\", error=\"{}\", error_description=\"{}\"",
+                quoted(&self.code),
+                quoted(&self.description)
+            ),
+        };
+        if let Ok(value) = HeaderValue::from_str(&challenge) {
+            builder.insert_header((header::WWW_AUTHENTICATE, value));
+        }
+        if let Some(seconds) = self.retry_after {
+            builder.insert_header((header::RETRY_AFTER, seconds.to_string()));
+        }
+        builder
+            .insert_header((header::CONTENT_TYPE, "application/json; charset=utf-8"))
+            .body(json!({"error": self.code, "error_description": self.description}).to_string())
+    }
+}
+
+/// `Cache-Control: no-store` and `Pragma: no-cache` (RFC 6749 §5.1, SEC-SL-04).
+pub fn no_store(builder: &mut HttpResponseBuilder) {
+    builder.insert_header((header::CACHE_CONTROL, "no-store"));
+    builder.insert_header((header::PRAGMA, "no-cache"));
+}
+
+/// Makes text safe inside a quoted-string of a header (RFC 7230 §3.2.6): no quotes,
+/// backslashes or control characters.
+pub fn quoted(text: &str) -> String {
+    text.chars()
+        .map(|c| match c {
+            '"' | '\\' => '\'',
+            c if c.is_control() || !c.is_ascii() => ' ',
+            c => c,
+        })
+        .collect()
+}
+
+impl actix_web::ResponseError for OAuthError {
+    fn status_code(&self) -> StatusCode {
+        self.status
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        self.response()
+    }
+}
+
+impl std::fmt::Display for OAuthError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.code, self.description)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statuses_follow_rfc_6749_section_5_2() {
+        assert_eq!(status_for("invalid_client"), StatusCode::UNAUTHORIZED);
+        assert_eq!(status_for("unauthorized_client"), StatusCode::UNAUTHORIZED);
+        assert_eq!(status_for("invalid_grant"), StatusCode::BAD_REQUEST);
+        assert_eq!(
+            status_for("temporarily_unavailable"),
+            StatusCode::SERVICE_UNAVAILABLE
+        );
+    }
+
+    #[test]
+    fn header_text_is_sanitised() {
+        assert_eq!(quoted("a \"b\"\n\\"), "a 'b'  '");
+    }
+}

@@ -1,0 +1,13 @@
+//! Doorward's HTTP face: `/oauth/*`, the resource API (`/api/v4/user`), and later the pages
+//! and discovery. Stateless: it never opens a database connection; every fact comes from
+//! token-service over gRPC, one call per request.
+
+pub mod client_auth;
+pub mod client_ip;
+pub mod error;
+pub mod params;
+pub mod routes;
+pub mod startup;
+pub mod upstream;
+
+pub use startup::AuthWebApp;

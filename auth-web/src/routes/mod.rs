@@ -1,0 +1,35 @@
+//! HTTP routes, one file per resource.
+
+pub mod api_user;
+pub mod health;
+pub mod token;
+
+use actix_web::{HttpResponse, web};
+
+/// Registers every route.
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(
+        web::resource("/oauth/token")
+            .route(web::post().to(token::token))
+            .default_service(web::to(method_not_allowed)),
+    )
+    .service(
+        web::resource(["/api/v4/user", "/api/v3/user"])
+            .route(web::get().to(api_user::current_user))
+            .default_service(web::to(method_not_allowed)),
+    )
+    .route("/-/health", web::get().to(health::health));
+}
+
+/// 405 with an `Allow` header (RFC 9110 §15.5.6); `/oauth/token` takes only POST
+/// (SEC-TK-01).
+async fn method_not_allowed(req: actix_web::HttpRequest) -> HttpResponse {
+    let allow = if req.path().starts_with("/oauth/") {
+        "POST"
+    } else {
+        "GET"
+    };
+    HttpResponse::MethodNotAllowed()
+        .insert_header(("Allow", allow))
+        .json(serde_json::json!({"error": "invalid_request", "error_description": "Method not allowed."}))
+}

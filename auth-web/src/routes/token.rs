@@ -1,0 +1,93 @@
+//! `POST /oauth/token` (RFC 6749 §3.2): parse the body, authenticate the client at the HTTP
+//! layer, make one gRPC call, render the token response or the §5.2 error.
+
+use actix_web::http::header;
+use actix_web::{HttpRequest, HttpResponse, web};
+use doorward_proto::v1 as pb;
+
+use crate::client_auth;
+use crate::error::{Challenge, OAuthError, no_store};
+use crate::params::{Params, read_body};
+use crate::startup::WebState;
+
+/// The token endpoint.
+pub async fn token(
+    req: HttpRequest,
+    payload: web::Payload,
+    state: web::Data<WebState>,
+) -> HttpResponse {
+    match exchange(&req, payload, &state).await {
+        Ok(tokens) => {
+            let mut builder = HttpResponse::Ok();
+            no_store(&mut builder);
+            builder
+                .insert_header((header::CONTENT_TYPE, "application/json; charset=utf-8"))
+                .json(token_json(tokens))
+        }
+        Err(err) => err.response(),
+    }
+}
+
+async fn exchange(
+    req: &HttpRequest,
+    payload: web::Payload,
+    state: &WebState,
+) -> Result<pb::TokenSet, OAuthError> {
+    client_auth::refuse_secrets_in_query(req)?;
+    let body = read_body(payload).await?;
+    let params = Params::parse(req, &body)?;
+    let credentials = client_auth::extract(req, &params)?;
+    let request = pb::ExchangeRequest {
+        grant_type: params.owned("grant_type").unwrap_or_default(),
+        client: credentials.client,
+        scope: params.owned("scope"),
+        code: params.owned("code"),
+        redirect_uri: params.owned("redirect_uri"),
+        code_verifier: params.owned("code_verifier"),
+        refresh_token: params.owned("refresh_token"),
+        username: params.owned("username"),
+        password: params.owned("password"),
+        device_code: params.owned("device_code"),
+        nonce: params.owned("nonce"),
+        context: Some(state.request_context(req)),
+    };
+    let response = state
+        .upstream
+        .tokens
+        .clone()
+        .exchange(request)
+        .await
+        .map_err(|status| OAuthError::from_status(&status))?
+        .into_inner();
+    match response.result {
+        Some(pb::exchange_response::Result::Tokens(tokens)) => Ok(tokens),
+        Some(pb::exchange_response::Result::Error(error)) => {
+            let mut err = OAuthError::from_proto(error);
+            if err.code == "invalid_client" && credentials.used_basic {
+                err = err.challenge(Challenge::Basic);
+            }
+            Err(err)
+        }
+        None => Err(OAuthError::from_status(&tonic::Status::internal(
+            "empty response",
+        ))),
+    }
+}
+
+/// RFC 6749 §5.1 plus GitLab's `created_at`; absent optional members are omitted.
+fn token_json(tokens: pb::TokenSet) -> serde_json::Value {
+    let mut body = serde_json::json!({
+        "access_token": tokens.access_token,
+        "token_type": tokens.token_type,
+        "expires_in": tokens.expires_in,
+        "scope": tokens.scope,
+        "created_at": tokens.created_at,
+    });
+    if let Some(refresh_token) = tokens.refresh_token {
+        body["refresh_token"] = refresh_token.into();
+    }
+    if let Some(id_token) = tokens.id_token {
+        body["id_token"] = id_token.into();
+    }
+    body
+}

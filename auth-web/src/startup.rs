@@ -1,0 +1,118 @@
+//! Building and running auth-web: `AuthWebApp::build(config)` binds the listener (port 0
+//! works) and prepares the gRPC clients; `run()` serves until the handle stops it.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix_web::dev::{Server, ServerHandle};
+use actix_web::middleware::{DefaultHeaders, Logger};
+use actix_web::{App, HttpRequest, HttpServer, web};
+use anyhow::Context;
+use doorward_proto::v1 as pb;
+use doorward_shared::config::Config;
+
+use crate::client_ip::TrustedProxies;
+use crate::error::OAuthError;
+use crate::routes;
+use crate::upstream::Upstream;
+
+/// What every handler shares.
+pub struct WebState {
+    /// gRPC clients of token-service.
+    pub upstream: Upstream,
+    /// Configuration.
+    pub config: Arc<Config>,
+    proxies: TrustedProxies,
+}
+
+impl WebState {
+    /// The facts about `req` that token-service's rules need.
+    pub fn request_context(&self, req: &HttpRequest) -> pb::RequestContext {
+        pb::RequestContext {
+            client_ip: self.proxies.client_ip(req),
+            user_agent: req
+                .headers()
+                .get(actix_web::http::header::USER_AGENT)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("")
+                .chars()
+                .take(256)
+                .collect(),
+        }
+    }
+
+    /// The public base URL, without a trailing slash.
+    pub fn public_url(&self) -> &str {
+        self.config.issuer()
+    }
+}
+
+/// auth-web, bound and ready to run.
+pub struct AuthWebApp {
+    server: Server,
+    addr: SocketAddr,
+}
+
+impl AuthWebApp {
+    /// Binds `config.auth_web_addr` and builds the server (nothing is served until `run`).
+    pub fn build(config: Config) -> anyhow::Result<Self> {
+        let listener = std::net::TcpListener::bind(&config.auth_web_addr)
+            .with_context(|| format!("could not listen on {}", config.auth_web_addr))?;
+        let addr = listener.local_addr()?;
+        let workers = config
+            .web
+            .workers
+            .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()));
+        let state = web::Data::new(WebState {
+            upstream: Upstream::new(&config)?,
+            proxies: TrustedProxies::new(&config.web.trusted_proxies),
+            config: Arc::new(config),
+        });
+        let server = HttpServer::new(move || {
+            App::new()
+                .app_data(state.clone())
+                // Query-string and form errors in the protocol's JSON form, never actix's text.
+                .app_data(web::QueryConfig::default().error_handler(|_, _| {
+                    OAuthError::invalid_request("The query string is malformed.").into()
+                }))
+                .wrap(
+                    DefaultHeaders::new()
+                        .add(("X-Content-Type-Options", "nosniff"))
+                        .add(("X-Frame-Options", "DENY"))
+                        .add(("Referrer-Policy", "no-referrer")),
+                )
+                // `%U` is the path without the query string: tokens passed as
+                // `?access_token=` never reach the log (SEC-SL-03).
+                .wrap(
+                    Logger::new("%a %{method}xi %U %s %b %Dms")
+                        .custom_request_replace("method", |req| req.method().to_string()),
+                )
+                .configure(routes::configure)
+        })
+        .workers(workers)
+        .client_request_timeout(Duration::from_secs(10))
+        .client_disconnect_timeout(Duration::from_secs(2))
+        .keep_alive(Duration::from_secs(30))
+        .disable_signals()
+        .shutdown_timeout(5)
+        .listen(listener)?
+        .run();
+        Ok(Self { server, addr })
+    }
+
+    /// The address actually bound.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// A handle that stops the server.
+    pub fn handle(&self) -> ServerHandle {
+        self.server.handle()
+    }
+
+    /// Serves until stopped.
+    pub async fn run(self) -> std::io::Result<()> {
+        self.server.await
+    }
+}

@@ -1,0 +1,81 @@
+//! The gRPC clients auth-web uses to reach token-service. The channel connects lazily and
+//! reconnects by itself, so auth-web starts before token-service and recovers when it
+//! returns; every call has a deadline (SEC-DS-05).
+
+use std::time::Duration;
+
+use doorward_proto::v1 as pb;
+use doorward_shared::Secret;
+use doorward_shared::config::Config;
+use tonic::metadata::MetadataValue;
+use tonic::service::interceptor::InterceptedService;
+use tonic::transport::{Channel, Endpoint};
+use tonic::{Request, Status};
+
+/// Adds `authorization: Bearer <service token>` when one is configured.
+#[derive(Clone)]
+pub struct ServiceToken(Option<MetadataValue<tonic::metadata::Ascii>>);
+
+impl tonic::service::Interceptor for ServiceToken {
+    fn call(&mut self, mut request: Request<()>) -> Result<Request<()>, Status> {
+        if let Some(value) = &self.0 {
+            request
+                .metadata_mut()
+                .insert("authorization", value.clone());
+        }
+        Ok(request)
+    }
+}
+
+type Svc = InterceptedService<Channel, ServiceToken>;
+
+/// Clients of every token-service API auth-web calls.
+#[derive(Clone)]
+pub struct Upstream {
+    /// `doorward.v1.TokenService`.
+    pub tokens: pb::token_service_client::TokenServiceClient<Svc>,
+    /// `doorward.v1.Users`.
+    pub users: pb::users_client::UsersClient<Svc>,
+    /// `doorward.v1.Applications`.
+    pub applications: pb::applications_client::ApplicationsClient<Svc>,
+}
+
+/// A bad `TOKEN_SERVICE_URL` or service token.
+#[derive(Debug, thiserror::Error)]
+pub enum UpstreamError {
+    /// Not a URL tonic accepts.
+    #[error("TOKEN_SERVICE_URL is not a valid URL: {0}")]
+    Url(#[from] tonic::transport::Error),
+    /// Not printable ASCII.
+    #[error("SERVICE_TOKEN must be printable ASCII")]
+    Token,
+}
+
+impl Upstream {
+    /// Clients for `config.token_service_url`; no connection is made yet.
+    pub fn new(config: &Config) -> Result<Self, UpstreamError> {
+        let deadline = Duration::from_millis(config.web.grpc_timeout_ms);
+        let channel = Endpoint::from_shared(config.token_service_url.clone())?
+            .connect_timeout(Duration::from_secs(1).min(deadline))
+            .timeout(deadline)
+            .tcp_nodelay(true)
+            .http2_keep_alive_interval(Duration::from_secs(30))
+            .connect_lazy();
+        let token = match &config.service_token {
+            Some(secret) => Some(bearer(secret)?),
+            None => None,
+        };
+        let svc = InterceptedService::new(channel, ServiceToken(token));
+        Ok(Self {
+            tokens: pb::token_service_client::TokenServiceClient::new(svc.clone()),
+            users: pb::users_client::UsersClient::new(svc.clone()),
+            applications: pb::applications_client::ApplicationsClient::new(svc),
+        })
+    }
+}
+
+fn bearer(secret: &Secret) -> Result<MetadataValue<tonic::metadata::Ascii>, UpstreamError> {
+    format!("Bearer {}", secret.expose())
+        .parse()
+        .map_err(|_| UpstreamError::Token)
+}

@@ -1,0 +1,278 @@
+//! Typed, layered configuration: defaults, then a TOML file (`--config FILE`), then
+//! environment variables. Loaded once in `main` and passed down; there are no globals.
+//!
+//! The contract's variables (`DATABASE_URL`, `TOKEN_SERVICE_ADDR`, `TOKEN_SERVICE_URL`,
+//! `AUTH_WEB_ADDR`, `PUBLIC_URL`, `DATA_DIR`, `SERVICE_TOKEN`) override the file's top-level
+//! keys; any other option is reachable as `DOORWARD_<SECTION>__<KEY>`, for example
+//! `DOORWARD_TOKENS__REFRESH_GRACE_SECONDS=10`. Every option is described in
+//! `docs/configuration.md`.
+
+use std::path::{Path, PathBuf};
+
+use figment::Figment;
+use figment::providers::{Env, Format, Toml};
+use serde::Deserialize;
+
+use crate::secret::Secret;
+
+/// The environment variables of DESIGN.md's contract, mapped to top-level keys.
+const CONTRACT_VARIABLES: &[&str] = &[
+    "DATABASE_URL",
+    "TOKEN_SERVICE_ADDR",
+    "TOKEN_SERVICE_URL",
+    "AUTH_WEB_ADDR",
+    "PUBLIC_URL",
+    "DATA_DIR",
+    "SERVICE_TOKEN",
+];
+
+/// Everything either service can be told.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// `sqlite://PATH` or `postgres://...`.
+    pub database_url: String,
+    /// Where token-service listens for gRPC.
+    pub token_service_addr: String,
+    /// Where auth-web finds token-service.
+    pub token_service_url: String,
+    /// Where auth-web listens for HTTP.
+    pub auth_web_addr: String,
+    /// The issuer and the base of every URL Doorward hands out (no trailing slash).
+    pub public_url: String,
+    /// Where the all-in-one mode keeps its files (the SQLite database by default).
+    pub data_dir: PathBuf,
+    /// When set, token-service accepts internal RPCs only with
+    /// `authorization: Bearer <service_token>`, and auth-web sends it.
+    pub service_token: Option<Secret>,
+    /// Token lifetimes and refresh rotation.
+    pub tokens: TokenConfig,
+    /// Password hashing.
+    pub passwords: PasswordConfig,
+    /// Sign-in and password-grant throttling.
+    pub sign_in_limits: SignInLimitConfig,
+    /// Database pool.
+    pub database: DatabaseConfig,
+    /// auth-web's HTTP and upstream settings.
+    pub web: WebConfig,
+}
+
+/// Token lifetimes and refresh-token rotation rules.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TokenConfig {
+    /// Access token lifetime (GitLab: 7200).
+    pub access_token_ttl_seconds: i64,
+    /// How long after its rotation a refresh token may be retried (DESIGN.md: 30 s).
+    pub refresh_grace_seconds: i64,
+    /// A refresh token unused for this long no longer works (SEC-RT-06).
+    pub refresh_idle_ttl_seconds: i64,
+    /// A refresh family older than this no longer refreshes, however often it rotated.
+    pub refresh_max_age_seconds: i64,
+    /// The `aud` of access tokens; defaults to `public_url`.
+    pub access_token_audience: Option<String>,
+}
+
+/// Argon2id parameters (OWASP: m=19456 KiB, t=2, p=1) and the size of the hashing pool.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PasswordConfig {
+    /// Memory cost in KiB.
+    pub argon2_memory_kib: u32,
+    /// Iterations.
+    pub argon2_iterations: u32,
+    /// Lanes.
+    pub argon2_parallelism: u32,
+    /// How many hashes may run at once (defaults to the number of cores).
+    pub max_concurrent_hashes: Option<usize>,
+    /// How many more may wait for a slot before requests are shed with 503.
+    pub max_queued_hashes: usize,
+    /// Shortest password accepted for new accounts.
+    pub min_length: usize,
+    /// Longest password looked at, before any hashing (SEC-DS-02).
+    pub max_length: usize,
+}
+
+/// Throttling of password checks (SEC-RL-01/02), per account+IP, per IP and per account.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SignInLimitConfig {
+    /// Failures allowed for one account from one IP within the window.
+    pub per_account_and_ip: u32,
+    /// Failures allowed from one IP, over all accounts, within the window.
+    pub per_ip: u32,
+    /// Failures allowed for one account from all IPs within the window.
+    pub per_account: u32,
+    /// The window, in seconds.
+    pub window_seconds: i64,
+}
+
+/// Database connection pool.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DatabaseConfig {
+    /// Connections in the r2d2 pool (defaults to 2 x cores, at least 4).
+    pub pool_size: Option<u32>,
+    /// How long to wait for a connection, in milliseconds.
+    pub connection_timeout_ms: u64,
+}
+
+/// auth-web settings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WebConfig {
+    /// Deadline of every gRPC call to token-service, in milliseconds.
+    pub grpc_timeout_ms: u64,
+    /// HTTP worker threads (defaults to the number of cores).
+    pub workers: Option<usize>,
+    /// Peers whose `X-Forwarded-For` is believed (SEC-RL-04).
+    pub trusted_proxies: Vec<String>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            database_url: "sqlite://./data/doorward.db".into(),
+            token_service_addr: "127.0.0.1:50051".into(),
+            token_service_url: "http://127.0.0.1:50051".into(),
+            auth_web_addr: "127.0.0.1:3000".into(),
+            public_url: "http://127.0.0.1:3000".into(),
+            data_dir: PathBuf::from("./data"),
+            service_token: None,
+            tokens: TokenConfig::default(),
+            passwords: PasswordConfig::default(),
+            sign_in_limits: SignInLimitConfig::default(),
+            database: DatabaseConfig::default(),
+            web: WebConfig::default(),
+        }
+    }
+}
+
+impl Default for TokenConfig {
+    fn default() -> Self {
+        Self {
+            access_token_ttl_seconds: 7200,
+            refresh_grace_seconds: 30,
+            refresh_idle_ttl_seconds: 30 * 24 * 3600,
+            refresh_max_age_seconds: 365 * 24 * 3600,
+            access_token_audience: None,
+        }
+    }
+}
+
+impl Default for PasswordConfig {
+    fn default() -> Self {
+        Self {
+            argon2_memory_kib: 19_456,
+            argon2_iterations: 2,
+            argon2_parallelism: 1,
+            max_concurrent_hashes: None,
+            max_queued_hashes: 64,
+            min_length: 8,
+            max_length: 1024,
+        }
+    }
+}
+
+impl Default for SignInLimitConfig {
+    fn default() -> Self {
+        Self {
+            per_account_and_ip: 5,
+            per_ip: 30,
+            per_account: 50,
+            window_seconds: 300,
+        }
+    }
+}
+
+impl Default for DatabaseConfig {
+    fn default() -> Self {
+        Self {
+            pool_size: None,
+            connection_timeout_ms: 5_000,
+        }
+    }
+}
+
+impl Default for WebConfig {
+    fn default() -> Self {
+        Self {
+            grpc_timeout_ms: 5_000,
+            workers: None,
+            trusted_proxies: Vec::new(),
+        }
+    }
+}
+
+/// A configuration that could not be loaded.
+#[derive(Debug, thiserror::Error)]
+#[error("configuration: {0}")]
+pub struct ConfigError(String);
+
+impl Config {
+    /// Defaults, then `file` (if given), then the environment.
+    pub fn load(file: Option<&Path>) -> Result<Self, ConfigError> {
+        let mut figment = Figment::new();
+        if let Some(file) = file {
+            if !file.exists() {
+                return Err(ConfigError(format!("{} does not exist", file.display())));
+            }
+            figment = figment.merge(Toml::file(file));
+        }
+        let config: Config = figment
+            .merge(Env::raw().only(CONTRACT_VARIABLES))
+            .merge(Env::prefixed("DOORWARD_").split("__"))
+            .extract()
+            .map_err(|e| ConfigError(e.to_string()))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        if url::Url::parse(&self.public_url).is_err() {
+            return Err(ConfigError(format!(
+                "PUBLIC_URL {:?} is not an absolute URL",
+                self.public_url
+            )));
+        }
+        if self.tokens.access_token_ttl_seconds <= 0 {
+            return Err(ConfigError(
+                "tokens.access_token_ttl_seconds must be positive".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The issuer, without a trailing slash.
+    pub fn issuer(&self) -> &str {
+        self.public_url.trim_end_matches('/')
+    }
+
+    /// The `aud` claim of access tokens.
+    pub fn access_token_audience(&self) -> &str {
+        self.tokens
+            .access_token_audience
+            .as_deref()
+            .unwrap_or_else(|| self.issuer())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_follow_the_contract() {
+        let config = Config::default();
+        assert_eq!(config.token_service_addr, "127.0.0.1:50051");
+        assert_eq!(config.auth_web_addr, "127.0.0.1:3000");
+        assert_eq!(config.issuer(), "http://127.0.0.1:3000");
+        assert_eq!(config.tokens.access_token_ttl_seconds, 7200);
+    }
+
+    #[test]
+    fn a_missing_config_file_is_an_error() {
+        let err = Config::load(Some(Path::new("/nonexistent/doorward.toml"))).unwrap_err();
+        assert!(err.to_string().contains("does not exist"));
+    }
+}

@@ -1,0 +1,17 @@
+//! Types and helpers that both Doorward services use: scopes, OAuth error codes,
+//! configuration, telemetry, secrets and hashing, and the injectable clock.
+//!
+//! This crate must not depend on actix, Diesel or tonic servers: it is the vocabulary the two
+//! services share, not a place for either one's machinery.
+
+pub mod clock;
+pub mod config;
+pub mod oauth_error;
+pub mod scope;
+pub mod secret;
+pub mod telemetry;
+
+pub use clock::{Clock, ManualClock, SystemClock};
+pub use oauth_error::ErrorCode;
+pub use scope::{Scope, ScopeError, ScopeSet};
+pub use secret::Secret;

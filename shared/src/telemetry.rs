@@ -1,0 +1,16 @@
+//! Logging set-up for both services: `tracing` with an `RUST_LOG`-style filter.
+//!
+//! Nothing logged anywhere carries a token, code, secret or password (SEC-SL-03): request
+//! logs print paths without query strings, and secrets are [`crate::Secret`]s.
+
+use tracing_subscriber::EnvFilter;
+
+/// Installs the global subscriber once; later calls (tests start many servers) are no-ops.
+pub fn init(default_filter: &str) {
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_filter));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_target(false)
+        .try_init();
+}

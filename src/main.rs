@@ -1,0 +1,133 @@
+//! `doorward`: the all-in-one launcher. With no sub-command it runs token-service and
+//! auth-web in one process on the embedded SQLite database (DESIGN.md "Contracts"); with
+//! one it runs the operator CLI.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::Context;
+use auth_web::AuthWebApp;
+use clap::Parser;
+use doorward_shared::config::Config;
+use doorward_shared::{Secret, SystemClock, telemetry};
+use token_service::accounts::{self, CreateError, NewAccount};
+use token_service::cli::{self, Command};
+use token_service::{AppState, TokenServiceApp, open_state};
+
+/// Doorward: an OAuth 2.0 and OpenID Connect authorization server.
+#[derive(Debug, Parser)]
+#[command(name = "doorward", version)]
+struct Cli {
+    /// A TOML configuration file (environment variables override it).
+    #[arg(long, global = true)]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+fn main() -> std::process::ExitCode {
+    let args = Cli::parse();
+    match run(args) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!(
+                "error: {}",
+                err.chain()
+                    .map(|e| e.to_string())
+                    .collect::<Vec<_>>()
+                    .join(": ")
+            );
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(args: Cli) -> anyhow::Result<()> {
+    let config = Config::load(args.config.as_deref())?;
+    // token-service gets a multi-threaded tokio runtime of its own; auth-web runs its
+    // actix workers (one thread each) beside it, as it would in its own process.
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("token-service")
+        .build()
+        .context("could not start the async runtime")?;
+    if let Some(command) = args.command {
+        telemetry::init("warn");
+        return runtime.block_on(async {
+            let state = open_state(config, Arc::new(SystemClock)).await?;
+            cli::run(&state, command).await
+        });
+    }
+    telemetry::init("info");
+    let token_service = runtime.block_on(TokenServiceApp::build(
+        config.clone(),
+        Arc::new(SystemClock),
+    ))?;
+    let grpc_addr = token_service.local_addr()?;
+    runtime.block_on(create_first_administrator(token_service.state()))?;
+    let (stop_grpc, grpc_stopped) = tokio::sync::oneshot::channel::<()>();
+    let grpc = runtime.spawn(token_service.run(async {
+        let _ = grpc_stopped.await;
+    }));
+    tracing::info!(addr = %grpc_addr, "token-service listening (gRPC)");
+
+    // auth-web reaches the token service it runs beside.
+    let web_config = Config {
+        token_service_url: format!("http://{grpc_addr}"),
+        ..config
+    };
+    actix_web::rt::System::new().block_on(async move {
+        let auth_web = AuthWebApp::build(web_config)?;
+        tracing::info!(url = %format!("http://{}", auth_web.local_addr()), "auth-web listening (HTTP)");
+        let handle = auth_web.handle();
+        actix_web::rt::spawn(async move {
+            let _ = tokio::signal::ctrl_c().await;
+            tracing::info!("shutting down");
+            handle.stop(true).await;
+        });
+        auth_web.run().await.context("auth-web failed")
+    })?;
+    let _ = stop_grpc.send(());
+    runtime
+        .block_on(grpc)
+        .context("token-service task failed")??;
+    Ok(())
+}
+
+/// On first start (no users yet) creates the administrator `root` and prints its one-time
+/// password, as GitLab does.
+async fn create_first_administrator(state: &AppState) -> anyhow::Result<()> {
+    let any = state
+        .db(|conn| {
+            Ok::<_, token_service::error::ServiceError>(token_service::db::users::any_exist(conn)?)
+        })
+        .await?;
+    if any {
+        return Ok(());
+    }
+    let password: Secret = doorward_shared::secret::random_token();
+    let account = NewAccount {
+        username: "root".into(),
+        email: "admin@example.com".into(),
+        name: "Administrator".into(),
+        password: password.clone(),
+        admin: true,
+    };
+    match accounts::create(state, account).await {
+        Ok(_) => {
+            println!();
+            println!("  First start: created the administrator.");
+            println!("    username: root");
+            println!(
+                "    password: {}   (shown once; change it after signing in)",
+                password.expose()
+            );
+            println!();
+            Ok(())
+        }
+        Err(CreateError::Invalid(errors)) => {
+            anyhow::bail!("could not create the administrator: {errors:?}")
+        }
+        Err(CreateError::Service(e)) => Err(e.into()),
+    }
+}

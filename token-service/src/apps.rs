@@ -1,0 +1,249 @@
+//! Applications (OAuth clients): registration with validated fields, secrets shown once and
+//! stored as SHA-256, rotation with an optional grace period.
+
+use doorward_shared::ScopeSet;
+use doorward_shared::Secret;
+use doorward_shared::secret::random_bytes;
+
+use crate::accounts::FieldError;
+use crate::db::models::{ApplicationRow, NewApplication};
+use crate::db::{self, DbConnection};
+use crate::error::ServiceError;
+use crate::redirect_uri::RedirectUri;
+
+/// The editable fields of an application.
+#[derive(Debug, Clone)]
+pub struct ApplicationFields {
+    /// Display name.
+    pub name: String,
+    /// Registered redirect URIs.
+    pub redirect_uris: Vec<String>,
+    /// Registered scopes (names); empty means the default scope.
+    pub scopes: Vec<String>,
+    /// Confidential (has a secret) or public.
+    pub confidential: bool,
+    /// Trusted applications skip the consent screen.
+    pub trusted: bool,
+    /// Whether the password grant is allowed.
+    pub password_grant_enabled: bool,
+    /// Owning user.
+    pub owner_id: Option<i64>,
+}
+
+/// Validated fields, ready to store.
+struct Validated {
+    redirect_uris: String,
+    scopes: String,
+}
+
+fn field(field: &'static str, message: impl Into<String>) -> FieldError {
+    FieldError {
+        field,
+        message: message.into(),
+    }
+}
+
+fn validate(fields: &ApplicationFields) -> Result<Validated, Vec<FieldError>> {
+    let mut errors = Vec::new();
+    if fields.name.trim().is_empty() {
+        errors.push(field("name", "can't be blank"));
+    } else if fields.name.len() > 255 {
+        errors.push(field("name", "must be at most 255 characters"));
+    }
+    let uris: Vec<&str> = fields
+        .redirect_uris
+        .iter()
+        .flat_map(|u| u.split_whitespace())
+        .collect();
+    if uris.is_empty() {
+        errors.push(field("redirect_uri", "can't be blank"));
+    }
+    let mut parsed = Vec::new();
+    for uri in uris {
+        match RedirectUri::parse(uri) {
+            Ok(uri) => parsed.push(uri.as_str().to_owned()),
+            Err(message) => errors.push(field("redirect_uri", format!("{uri} {message}"))),
+        }
+    }
+    let scopes = if fields.scopes.iter().all(|s| s.trim().is_empty()) {
+        Ok(ScopeSet::parse(doorward_shared::scope::DEFAULT_SCOPE).unwrap_or_default())
+    } else {
+        ScopeSet::parse(&fields.scopes.join(" "))
+    };
+    let scopes = match scopes {
+        Ok(scopes) => scopes.to_string(),
+        Err(e) => {
+            errors.push(field(
+                "scopes",
+                format!("doesn't match configured on the server ({e})"),
+            ));
+            String::new()
+        }
+    };
+    if errors.is_empty() {
+        Ok(Validated {
+            redirect_uris: parsed.join("\n"),
+            scopes,
+        })
+    } else {
+        Err(errors)
+    }
+}
+
+/// A new client secret: 32 random bytes, hex, with a prefix that secret scanners can spot.
+pub fn new_secret() -> Secret {
+    Secret::new(format!("dwcs-{}", hex::encode(random_bytes::<32>())))
+}
+
+/// A new client id: 32 random bytes, hex (GitLab's format).
+fn new_uid() -> String {
+    hex::encode(random_bytes::<32>())
+}
+
+/// Why an application was not saved.
+#[derive(Debug)]
+pub enum SaveError {
+    /// Bad fields.
+    Invalid(Vec<FieldError>),
+    /// Infrastructure.
+    Service(ServiceError),
+}
+
+impl<E: Into<ServiceError>> From<E> for SaveError {
+    fn from(e: E) -> Self {
+        Self::Service(e.into())
+    }
+}
+
+/// Registers an application; returns it with its secret (shown this once; `None` for a
+/// public application).
+pub fn create(
+    conn: &mut DbConnection,
+    fields: &ApplicationFields,
+    now: i64,
+) -> Result<(ApplicationRow, Option<Secret>), SaveError> {
+    let valid = validate(fields).map_err(SaveError::Invalid)?;
+    if let Some(owner) = fields.owner_id {
+        if db::users::find(conn, owner)?.is_none() {
+            return Err(SaveError::Invalid(vec![field("owner", "is not a user")]));
+        }
+    }
+    let secret = fields.confidential.then(new_secret);
+    let uid = new_uid();
+    let row = db::applications::insert(
+        conn,
+        &NewApplication {
+            uid: &uid,
+            name: fields.name.trim(),
+            secret_hash: secret.as_ref().map(|s| s.sha256().to_vec()),
+            redirect_uris: &valid.redirect_uris,
+            scopes: &valid.scopes,
+            confidential: fields.confidential,
+            trusted: fields.trusted,
+            password_grant_enabled: fields.password_grant_enabled,
+            owner_id: fields.owner_id,
+            created_at: now,
+            updated_at: now,
+        },
+    )?;
+    Ok((row, secret))
+}
+
+/// Updates name, redirect URIs, scopes and flags (not confidentiality or owner).
+pub fn update(
+    conn: &mut DbConnection,
+    uid: &str,
+    fields: &ApplicationFields,
+    now: i64,
+) -> Result<Option<ApplicationRow>, SaveError> {
+    let valid = validate(fields).map_err(SaveError::Invalid)?;
+    let updated = db::applications::update_fields(
+        conn,
+        uid,
+        fields.name.trim(),
+        &valid.redirect_uris,
+        &valid.scopes,
+        fields.trusted,
+        fields.password_grant_enabled,
+        now,
+    )?;
+    if updated == 0 {
+        return Ok(None);
+    }
+    Ok(db::applications::find_by_uid(conn, uid)?)
+}
+
+/// Issues a new secret. With `grace_seconds > 0` the current one keeps working that long,
+/// so that clients can be redeployed without downtime.
+pub fn rotate_secret(
+    conn: &mut DbConnection,
+    uid: &str,
+    grace_seconds: i64,
+    now: i64,
+) -> Result<Option<Secret>, ServiceError> {
+    db::write_transaction(conn, |conn| {
+        let Some(app) = db::applications::find_by_uid(conn, uid)? else {
+            return Ok(None);
+        };
+        if !app.confidential {
+            return Ok(None);
+        }
+        let secret = new_secret();
+        let (previous, until) = if grace_seconds > 0 {
+            (app.secret_hash.clone(), Some(now + grace_seconds))
+        } else {
+            (None, None)
+        };
+        db::applications::rotate_secret(conn, uid, secret.sha256().to_vec(), previous, until, now)?;
+        Ok(Some(secret))
+    })
+}
+
+/// The redirect URIs of a row, one per entry.
+pub fn redirect_uris(app: &ApplicationRow) -> Vec<String> {
+    app.redirect_uris.lines().map(str::to_owned).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fields() -> ApplicationFields {
+        ApplicationFields {
+            name: "App".into(),
+            redirect_uris: vec!["https://app.example/cb".into()],
+            scopes: vec!["api read_user".into()],
+            confidential: true,
+            trusted: false,
+            password_grant_enabled: true,
+            owner_id: None,
+        }
+    }
+
+    #[test]
+    fn valid_fields_are_normalised() {
+        let valid = validate(&fields()).unwrap();
+        assert_eq!(valid.scopes, "api read_user");
+        assert_eq!(valid.redirect_uris, "https://app.example/cb");
+    }
+
+    #[test]
+    fn bad_fields_are_all_reported() {
+        let bad = ApplicationFields {
+            name: " ".into(),
+            redirect_uris: vec!["javascript:alert(1)".into()],
+            scopes: vec!["bogus".into()],
+            ..fields()
+        };
+        let errors = validate(&bad).err().unwrap();
+        let fields: Vec<_> = errors.iter().map(|e| e.field).collect();
+        assert_eq!(fields, ["name", "redirect_uri", "scopes"]);
+    }
+
+    #[test]
+    fn secrets_are_prefixed_and_long() {
+        let secret = new_secret();
+        assert!(secret.expose().starts_with("dwcs-"));
+        assert_eq!(secret.expose().len(), 5 + 64);
+    }
+}

@@ -1,0 +1,385 @@
+//! The operator CLI (DESIGN.md "Contracts"), shared by the `token-service` binary and the
+//! all-in-one `doorward` binary. It works on the database directly; `--json` makes every
+//! command machine-readable. Errors are one line on stderr and a non-zero exit.
+
+use std::io::BufRead;
+
+use anyhow::{Context, bail};
+use clap::{Args, Subcommand};
+use serde_json::json;
+
+use doorward_shared::Secret;
+use doorward_shared::secret::random_token;
+
+use crate::accounts::{self, CreateError, NewAccount};
+use crate::apps::{self, ApplicationFields, SaveError};
+use crate::db;
+use crate::db::models::ApplicationRow;
+use crate::error::ServiceError;
+use crate::state::AppState;
+
+/// Operator commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Manage users.
+    #[command(subcommand)]
+    Users(UsersCommand),
+    /// Manage applications (OAuth clients).
+    #[command(subcommand)]
+    Apps(AppsCommand),
+    /// Inspect signing keys.
+    #[command(subcommand)]
+    Keys(KeysCommand),
+    /// Apply pending database migrations and exit.
+    Migrate(JsonFlag),
+}
+
+/// `--json`.
+#[derive(Debug, Args)]
+pub struct JsonFlag {
+    /// Print machine-readable JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `users ...`
+#[derive(Debug, Subcommand)]
+pub enum UsersCommand {
+    /// Create a user.
+    Create {
+        /// Login name.
+        #[arg(long)]
+        username: String,
+        /// E-mail address.
+        #[arg(long)]
+        email: String,
+        /// Display name (defaults to the username).
+        #[arg(long, default_value = "")]
+        name: String,
+        /// Read the password from the first line of standard input (otherwise a random
+        /// one is generated and printed once).
+        #[arg(long)]
+        password_stdin: bool,
+        /// Make the user an administrator.
+        #[arg(long)]
+        admin: bool,
+        #[command(flatten)]
+        json: JsonFlag,
+    },
+}
+
+/// `apps ...`
+#[derive(Debug, Subcommand)]
+pub enum AppsCommand {
+    /// Register an application; prints its client id and (once) its secret.
+    Create {
+        /// Display name.
+        #[arg(long)]
+        name: String,
+        /// A redirect URI (repeatable).
+        #[arg(long = "redirect-uri", required = true)]
+        redirect_uris: Vec<String>,
+        /// Space-separated scopes the application may ask for.
+        #[arg(long, default_value = "api")]
+        scopes: String,
+        /// A public client (no secret; must use PKCE).
+        #[arg(long)]
+        public: bool,
+        /// Trusted: skips the consent screen.
+        #[arg(long)]
+        trusted: bool,
+        /// Bar the application from the resource-owner password grant.
+        #[arg(long)]
+        no_password_grant: bool,
+        /// The owning user's username.
+        #[arg(long)]
+        owner: Option<String>,
+        #[command(flatten)]
+        json: JsonFlag,
+    },
+    /// List applications.
+    List(JsonFlag),
+    /// Show one application.
+    Show {
+        /// Client id.
+        uid: String,
+        #[command(flatten)]
+        json: JsonFlag,
+    },
+    /// Delete an application with its grants and tokens.
+    Delete {
+        /// Client id.
+        uid: String,
+        #[command(flatten)]
+        json: JsonFlag,
+    },
+    /// Issue a new secret (printed once).
+    RotateSecret {
+        /// Client id.
+        uid: String,
+        /// Seconds the old secret keeps working (0: stops at once).
+        #[arg(long, default_value_t = 0)]
+        grace: u32,
+        #[command(flatten)]
+        json: JsonFlag,
+    },
+}
+
+/// `keys ...`
+#[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    /// List signing keys with their state.
+    List(JsonFlag),
+}
+
+fn app_json(app: &ApplicationRow) -> serde_json::Value {
+    json!({
+        "id": app.id,
+        "uid": app.uid,
+        "name": app.name,
+        "redirect_uris": apps::redirect_uris(app),
+        "scopes": app.scopes,
+        "confidential": app.confidential,
+        "trusted": app.trusted,
+        "password_grant_enabled": app.password_grant_enabled,
+        "owner_id": app.owner_id,
+        "created_at": app.created_at,
+    })
+}
+
+fn print_app(app: &ApplicationRow, secret: Option<&Secret>, json: bool) {
+    if json {
+        let mut value = app_json(app);
+        if let Some(secret) = secret {
+            value["secret"] = json!(secret.expose());
+        }
+        println!("{value}");
+        return;
+    }
+    println!("Application: {}", app.name);
+    println!("  client_id (uid): {}", app.uid);
+    if let Some(secret) = secret {
+        println!(
+            "  secret:          {}   (shown once; store it now)",
+            secret.expose()
+        );
+    }
+    println!("  confidential:    {}", app.confidential);
+    println!("  trusted:         {}", app.trusted);
+    println!("  password grant:  {}", app.password_grant_enabled);
+    println!("  scopes:          {}", app.scopes);
+    for uri in apps::redirect_uris(app) {
+        println!("  redirect_uri:    {uri}");
+    }
+}
+
+fn field_errors(errors: &[accounts::FieldError]) -> String {
+    errors
+        .iter()
+        .map(|e| format!("{} {}", e.field, e.message))
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+/// Runs one operator command against the state's database.
+pub async fn run(state: &AppState, command: Command) -> anyhow::Result<()> {
+    match command {
+        Command::Migrate(flag) => {
+            // Opening the state already applied every pending migration.
+            if flag.json {
+                println!("{}", json!({"migrated": true}));
+            } else {
+                println!("The database schema is up to date.");
+            }
+        }
+        Command::Users(UsersCommand::Create {
+            username,
+            email,
+            name,
+            password_stdin,
+            admin,
+            json: flag,
+        }) => {
+            let (password, generated) = if password_stdin {
+                let mut line = String::new();
+                std::io::stdin()
+                    .lock()
+                    .read_line(&mut line)
+                    .context("could not read the password from standard input")?;
+                (Secret::new(line.trim_end_matches(['\r', '\n'])), false)
+            } else {
+                (random_token(), true)
+            };
+            let account = NewAccount {
+                username,
+                email,
+                name,
+                password: password.clone(),
+                admin,
+            };
+            let user = match accounts::create(state, account).await {
+                Ok(user) => user,
+                Err(CreateError::Invalid(errors)) => {
+                    bail!("invalid user: {}", field_errors(&errors))
+                }
+                Err(CreateError::Service(e)) => return Err(e.into()),
+            };
+            if flag.json {
+                let mut value = json!({
+                    "id": user.id, "username": user.username, "email": user.email,
+                    "name": user.name, "admin": user.admin,
+                });
+                if generated {
+                    value["password"] = json!(password.expose());
+                }
+                println!("{value}");
+            } else {
+                println!("Created user {} (id {}).", user.username, user.id);
+                if generated {
+                    println!("Password (shown once): {}", password.expose());
+                }
+            }
+        }
+        Command::Apps(command) => run_apps(state, command).await?,
+        Command::Keys(KeysCommand::List(flag)) => {
+            let keys = state
+                .db(|conn| Ok::<_, ServiceError>(db::signing_keys::list(conn)?))
+                .await?;
+            if flag.json {
+                let list: Vec<_> = keys
+                    .iter()
+                    .map(|k| {
+                        json!({"kid": k.kid, "algorithm": k.algorithm, "purpose": k.purpose,
+                               "created_at": k.created_at, "retired_at": k.retired_at,
+                               "state": if k.retired_at.is_some() { "retired" } else { "active" }})
+                    })
+                    .collect();
+                println!("{}", json!(list));
+            } else {
+                for k in keys {
+                    let state = if k.retired_at.is_some() {
+                        "retired"
+                    } else {
+                        "active"
+                    };
+                    println!("{}  {}  {}  {}", k.kid, k.algorithm, k.purpose, state);
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn run_apps(state: &AppState, command: AppsCommand) -> anyhow::Result<()> {
+    let now = state.now();
+    match command {
+        AppsCommand::Create {
+            name,
+            redirect_uris,
+            scopes,
+            public,
+            trusted,
+            no_password_grant,
+            owner,
+            json: flag,
+        } => {
+            let result = state
+                .db(move |conn| {
+                    let owner_id = match owner {
+                        Some(login) => match db::users::find_by_login(conn, &login)? {
+                            Some(user) => Some(user.id),
+                            None => return Ok(Err(format!("no user named {login:?}"))),
+                        },
+                        None => None,
+                    };
+                    let fields = ApplicationFields {
+                        name,
+                        redirect_uris,
+                        scopes: vec![scopes],
+                        confidential: !public,
+                        trusted,
+                        password_grant_enabled: !no_password_grant,
+                        owner_id,
+                    };
+                    match apps::create(conn, &fields, now) {
+                        Ok(created) => Ok(Ok(created)),
+                        Err(SaveError::Invalid(errors)) => Ok(Err(format!(
+                            "invalid application: {}",
+                            field_errors(&errors)
+                        ))),
+                        Err(SaveError::Service(e)) => Err(e),
+                    }
+                })
+                .await?;
+            match result {
+                Ok((app, secret)) => print_app(&app, secret.as_ref(), flag.json),
+                Err(message) => bail!(message),
+            }
+        }
+        AppsCommand::List(flag) => {
+            let list = state
+                .db(|conn| Ok::<_, ServiceError>(db::applications::list(conn, None)?))
+                .await?;
+            if flag.json {
+                println!("{}", json!(list.iter().map(app_json).collect::<Vec<_>>()));
+            } else if list.is_empty() {
+                println!("No applications.");
+            } else {
+                for app in list {
+                    let kind = if app.confidential {
+                        "confidential"
+                    } else {
+                        "public"
+                    };
+                    println!("{}  {}  {}  [{}]", app.uid, kind, app.name, app.scopes);
+                }
+            }
+        }
+        AppsCommand::Show { uid, json: flag } => {
+            let found = state
+                .db(move |conn| Ok::<_, ServiceError>(db::applications::find_by_uid(conn, &uid)?))
+                .await?;
+            match found {
+                Some(app) => print_app(&app, None, flag.json),
+                None => bail!("no application with that client id"),
+            }
+        }
+        AppsCommand::Delete { uid, json: flag } => {
+            let deleted = state
+                .db(move |conn| Ok::<_, ServiceError>(db::applications::delete(conn, &uid)?))
+                .await?;
+            if deleted == 0 {
+                bail!("no application with that client id");
+            }
+            if flag.json {
+                println!("{}", json!({"deleted": true}));
+            } else {
+                println!("Deleted the application, its grants and its tokens.");
+            }
+        }
+        AppsCommand::RotateSecret {
+            uid,
+            grace,
+            json: flag,
+        } => {
+            let secret = state
+                .db(move |conn| apps::rotate_secret(conn, &uid, i64::from(grace), now))
+                .await?;
+            let Some(secret) = secret else {
+                bail!("no confidential application with that client id");
+            };
+            if flag.json {
+                println!(
+                    "{}",
+                    json!({"secret": secret.expose(), "previous_secret_valid_for": grace})
+                );
+            } else {
+                println!("New secret (shown once): {}", secret.expose());
+                if grace > 0 {
+                    println!("The previous secret keeps working for {grace} seconds.");
+                }
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,239 @@
+//! The database: one query code path over SQLite and PostgreSQL (Diesel's
+//! `MultiConnection`), an r2d2 pool, migrations embedded in the binary, and the write
+//! transaction every grant runs in.
+
+pub mod applications;
+pub mod models;
+pub mod schema;
+pub mod secrets;
+pub mod signing_keys;
+pub mod tokens;
+pub mod users;
+
+use std::time::Duration;
+
+use diesel::connection::{AnsiTransactionManager, SimpleConnection, TransactionManager};
+use diesel::pg::PgConnection;
+use diesel::r2d2::{self, ManageConnection, Pool, PooledConnection};
+use diesel::sqlite::SqliteConnection;
+use diesel::{Connection, QueryResult};
+use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
+
+/// Migrations for each backend, compiled into the binary.
+const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("../migrations/sqlite");
+const POSTGRES_MIGRATIONS: EmbeddedMigrations = embed_migrations!("../migrations/postgres");
+
+/// A connection to either backend; queries are written once against this type.
+#[derive(diesel::MultiConnection)]
+pub enum DbConnection {
+    /// PostgreSQL: production, many replicas.
+    Pg(PgConnection),
+    /// SQLite: the embedded default.
+    Sqlite(SqliteConnection),
+}
+
+/// The pool every request borrows from.
+pub type DbPool = Pool<DbManager>;
+/// A borrowed connection.
+pub type PooledDb = PooledConnection<DbManager>;
+
+/// Which database a `DATABASE_URL` names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DatabaseTarget {
+    /// A file path (created if missing).
+    Sqlite(String),
+    /// A libpq URL.
+    Postgres(String),
+}
+
+/// A `DATABASE_URL` that names no database we know how to open.
+#[derive(Debug, thiserror::Error)]
+pub enum DatabaseUrlError {
+    /// Neither `sqlite://` nor `postgres://`.
+    #[error(
+        "DATABASE_URL must start with sqlite:// or postgres:// (got a URL starting with {0:?})"
+    )]
+    UnknownScheme(String),
+    /// `sqlite://` with nothing after it.
+    #[error("DATABASE_URL sqlite:// needs a file path, for example sqlite://./data/doorward.db")]
+    EmptySqlitePath,
+}
+
+impl DatabaseTarget {
+    /// Reads a `DATABASE_URL`. Diesel's own multi-connection parsing only says "Invalid
+    /// connection url", so the scheme is checked here to give the operator a real error.
+    pub fn parse(url: &str) -> Result<Self, DatabaseUrlError> {
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            return Ok(Self::Postgres(url.to_owned()));
+        }
+        if let Some(path) = url.strip_prefix("sqlite://") {
+            if path.is_empty() {
+                return Err(DatabaseUrlError::EmptySqlitePath);
+            }
+            return Ok(Self::Sqlite(path.to_owned()));
+        }
+        let scheme: String = url.chars().take_while(|c| *c != ':').take(16).collect();
+        Err(DatabaseUrlError::UnknownScheme(scheme))
+    }
+}
+
+/// Opens connections of the backend the URL names (r2d2's connection manager).
+#[derive(Debug, Clone)]
+pub struct DbManager {
+    target: DatabaseTarget,
+}
+
+impl ManageConnection for DbManager {
+    type Connection = DbConnection;
+    type Error = r2d2::Error;
+
+    fn connect(&self) -> Result<DbConnection, r2d2::Error> {
+        let mut conn = match &self.target {
+            DatabaseTarget::Postgres(url) => DbConnection::Pg(
+                PgConnection::establish(url).map_err(r2d2::Error::ConnectionError)?,
+            ),
+            DatabaseTarget::Sqlite(path) => DbConnection::Sqlite(
+                SqliteConnection::establish(path).map_err(r2d2::Error::ConnectionError)?,
+            ),
+        };
+        if let DbConnection::Sqlite(sqlite) = &mut conn {
+            // WAL lets readers run beside the writer; NORMAL is durable across process
+            // crashes in WAL mode; busy_timeout queues writers instead of failing them.
+            sqlite
+                .batch_execute(
+                    "PRAGMA busy_timeout = 10000; PRAGMA journal_mode = WAL; \
+                     PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;",
+                )
+                .map_err(r2d2::Error::QueryError)?;
+        }
+        Ok(conn)
+    }
+
+    fn is_valid(&self, conn: &mut DbConnection) -> Result<(), r2d2::Error> {
+        conn.batch_execute("SELECT 1")
+            .map_err(r2d2::Error::QueryError)
+    }
+
+    fn has_broken(&self, conn: &mut DbConnection) -> bool {
+        <DbConnection as Connection>::TransactionManager::is_broken_transaction_manager(conn)
+    }
+}
+
+/// Errors opening the database.
+#[derive(Debug, thiserror::Error)]
+pub enum DbSetupError {
+    /// Bad URL.
+    #[error(transparent)]
+    Url(#[from] DatabaseUrlError),
+    /// Could not connect or build the pool.
+    #[error("could not open the database: {0}")]
+    Pool(#[from] r2d2::PoolError),
+    /// A migration failed.
+    #[error("could not run the database migrations: {0}")]
+    Migration(String),
+    /// The SQLite file's folder could not be created.
+    #[error("could not create the database folder: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// Opens a pool on `url` and brings the schema up to date.
+pub fn connect_and_migrate(
+    url: &str,
+    pool_size: u32,
+    connection_timeout: Duration,
+) -> Result<DbPool, DbSetupError> {
+    let target = DatabaseTarget::parse(url)?;
+    if let DatabaseTarget::Sqlite(path) = &target {
+        if let Some(parent) = std::path::Path::new(path).parent() {
+            if !parent.as_os_str().is_empty() {
+                std::fs::create_dir_all(parent)?;
+            }
+        }
+    }
+    let pool = Pool::builder()
+        .max_size(pool_size)
+        // Connections open on demand: opening several at once on a new SQLite file races
+        // to switch it to WAL mode.
+        .min_idle(Some(1))
+        .connection_timeout(connection_timeout)
+        .build(DbManager { target })?;
+    let mut conn = pool.get()?;
+    run_migrations(&mut conn)?;
+    Ok(pool)
+}
+
+/// Applies every pending migration of the connection's backend.
+pub fn run_migrations(conn: &mut DbConnection) -> Result<usize, DbSetupError> {
+    let applied = match conn {
+        DbConnection::Pg(pg) => pg.run_pending_migrations(POSTGRES_MIGRATIONS),
+        DbConnection::Sqlite(sqlite) => sqlite.run_pending_migrations(SQLITE_MIGRATIONS),
+    }
+    .map_err(|e| DbSetupError::Migration(e.to_string()))?;
+    Ok(applied.len())
+}
+
+/// Runs `f` in a write transaction and commits when it returns `Ok`.
+///
+/// On SQLite the transaction starts with `BEGIN IMMEDIATE`: a deferred transaction that
+/// reads and then writes can fail with `SQLITE_BUSY` instead of waiting when another
+/// writer got there first. Diesel's `immediate_transaction` is not available through the
+/// multi-connection type, so this goes to the inner connection's transaction manager.
+pub fn write_transaction<T, E>(
+    conn: &mut DbConnection,
+    f: impl FnOnce(&mut DbConnection) -> Result<T, E>,
+) -> Result<T, E>
+where
+    E: From<diesel::result::Error>,
+{
+    match conn {
+        DbConnection::Sqlite(sqlite) => {
+            AnsiTransactionManager::begin_transaction_sql(sqlite, "BEGIN IMMEDIATE")?
+        }
+        DbConnection::Pg(pg) => AnsiTransactionManager::begin_transaction(pg)?,
+    }
+    match f(conn) {
+        Ok(value) => {
+            commit(conn)?;
+            Ok(value)
+        }
+        Err(err) => {
+            // The original error matters more than a failed rollback; a broken connection
+            // is discarded by the pool (`has_broken`).
+            let _ = rollback(conn);
+            Err(err)
+        }
+    }
+}
+
+fn commit(conn: &mut DbConnection) -> QueryResult<()> {
+    match conn {
+        DbConnection::Sqlite(sqlite) => AnsiTransactionManager::commit_transaction(sqlite),
+        DbConnection::Pg(pg) => AnsiTransactionManager::commit_transaction(pg),
+    }
+}
+
+fn rollback(conn: &mut DbConnection) -> QueryResult<()> {
+    match conn {
+        DbConnection::Sqlite(sqlite) => AnsiTransactionManager::rollback_transaction(sqlite),
+        DbConnection::Pg(pg) => AnsiTransactionManager::rollback_transaction(pg),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn database_urls_name_their_backend() {
+        assert_eq!(
+            DatabaseTarget::parse("sqlite://./data/doorward.db").unwrap(),
+            DatabaseTarget::Sqlite("./data/doorward.db".into())
+        );
+        assert!(matches!(
+            DatabaseTarget::parse("postgres://u@h/db").unwrap(),
+            DatabaseTarget::Postgres(_)
+        ));
+        assert!(DatabaseTarget::parse("mysql://x").is_err());
+        assert!(DatabaseTarget::parse("sqlite://").is_err());
+    }
+}

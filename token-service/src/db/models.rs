@@ -1,0 +1,112 @@
+//! Rows as Rust structs. Secrets appear only as hashes.
+
+use diesel::prelude::*;
+
+use super::schema::{access_tokens, applications, signing_keys, users};
+
+/// A user row.
+#[derive(Debug, Clone, Queryable, Selectable)]
+#[diesel(table_name = users)]
+pub struct UserRow {
+    pub id: i64,
+    pub username: String,
+    pub email: String,
+    pub name: String,
+    pub password_hash: String,
+    pub admin: bool,
+    pub state: String,
+    pub created_at: i64,
+    pub updated_at: i64,
+    pub current_sign_in_at: Option<i64>,
+    pub last_sign_in_at: Option<i64>,
+}
+
+impl UserRow {
+    /// Whether the account may receive tokens (SEC-TK-09).
+    pub fn is_active(&self) -> bool {
+        self.state == "active"
+    }
+}
+
+/// A new user.
+#[derive(Debug, Insertable)]
+#[diesel(table_name = users)]
+pub struct NewUser<'a> {
+    pub username: &'a str,
+    pub email: &'a str,
+    pub name: &'a str,
+    pub password_hash: &'a str,
+    pub admin: bool,
+    pub state: &'a str,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+/// An application row.
+#[derive(Debug, Clone, Queryable, Selectable)]
+#[diesel(table_name = applications)]
+pub struct ApplicationRow {
+    pub id: i64,
+    pub uid: String,
+    pub name: String,
+    pub secret_hash: Option<Vec<u8>>,
+    pub previous_secret_hash: Option<Vec<u8>>,
+    pub previous_secret_expires_at: Option<i64>,
+    pub redirect_uris: String,
+    pub scopes: String,
+    pub confidential: bool,
+    pub trusted: bool,
+    pub password_grant_enabled: bool,
+    pub owner_id: Option<i64>,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+/// A new application.
+#[derive(Debug, Insertable)]
+#[diesel(table_name = applications)]
+pub struct NewApplication<'a> {
+    pub uid: &'a str,
+    pub name: &'a str,
+    pub secret_hash: Option<Vec<u8>>,
+    pub redirect_uris: &'a str,
+    pub scopes: &'a str,
+    pub confidential: bool,
+    pub trusted: bool,
+    pub password_grant_enabled: bool,
+    pub owner_id: Option<i64>,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+/// An access token row with its refresh token.
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[diesel(table_name = access_tokens)]
+pub struct AccessTokenRow {
+    pub jti: String,
+    pub application_id: i64,
+    pub user_id: Option<i64>,
+    pub scopes: String,
+    pub created_at: i64,
+    pub expires_at: i64,
+    pub revoked_at: Option<i64>,
+    pub refresh_token_hash: Option<Vec<u8>>,
+    pub family_id: Option<String>,
+    pub family_created_at: Option<i64>,
+    pub refresh_rotated_at: Option<i64>,
+    pub successor_jti: Option<String>,
+    pub grant_id: Option<i64>,
+}
+
+/// A signing key row.
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[diesel(table_name = signing_keys)]
+pub struct SigningKeyRow {
+    pub kid: String,
+    pub algorithm: String,
+    pub purpose: String,
+    pub private_key: Vec<u8>,
+    pub public_jwk: String,
+    pub created_at: i64,
+    pub retired_at: Option<i64>,
+}

@@ -1,0 +1,23 @@
+//! Queries on `signing_keys`.
+
+use diesel::prelude::*;
+
+use super::DbConnection;
+use super::models::SigningKeyRow;
+use super::schema::signing_keys;
+
+/// Every key, newest first.
+pub fn list(conn: &mut DbConnection) -> QueryResult<Vec<SigningKeyRow>> {
+    signing_keys::table
+        .select(SigningKeyRow::as_select())
+        .order((signing_keys::created_at.desc(), signing_keys::kid.asc()))
+        .load(conn)
+}
+
+/// Stores a new key.
+pub fn insert(conn: &mut DbConnection, row: &SigningKeyRow) -> QueryResult<()> {
+    diesel::insert_into(signing_keys::table)
+        .values(row)
+        .execute(conn)?;
+    Ok(())
+}

@@ -1,0 +1,110 @@
+//! The token service's errors, mapped in one place: OAuth outcomes become data in the
+//! response; everything else becomes a gRPC status whose message carries no values.
+
+use std::borrow::Cow;
+
+use doorward_proto::v1 as pb;
+use doorward_shared::ErrorCode;
+
+use crate::passwords::HashError;
+
+/// An OAuth protocol refusal (RFC 6749 §5.2), returned to the client as data.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OAuthFailure {
+    /// The error code.
+    pub code: ErrorCode,
+    /// The description.
+    pub description: Cow<'static, str>,
+    /// Set when a rate limit refused the request.
+    pub retry_after_seconds: u32,
+}
+
+impl OAuthFailure {
+    /// A refusal with the code's default description.
+    pub fn new(code: ErrorCode) -> Self {
+        Self {
+            code,
+            description: Cow::Borrowed(code.default_description()),
+            retry_after_seconds: 0,
+        }
+    }
+
+    /// A refusal with a specific description.
+    pub fn with(code: ErrorCode, description: impl Into<Cow<'static, str>>) -> Self {
+        Self {
+            code,
+            description: description.into(),
+            retry_after_seconds: 0,
+        }
+    }
+
+    /// `invalid_request` for a missing parameter, worded as doorkeeper does.
+    pub fn missing(parameter: &str) -> Self {
+        Self::with(
+            ErrorCode::InvalidRequest,
+            format!("Missing required parameter: {parameter}."),
+        )
+    }
+
+    /// The proto form.
+    pub fn to_proto(&self) -> pb::OAuthError {
+        pb::OAuthError {
+            error: self.code.as_str().to_owned(),
+            error_description: self.description.to_string(),
+            retry_after_seconds: self.retry_after_seconds,
+        }
+    }
+}
+
+/// A failure of the service itself (not the client's fault).
+#[derive(Debug, thiserror::Error)]
+pub enum ServiceError {
+    /// A query failed.
+    #[error("database query failed: {0}")]
+    Db(#[from] diesel::result::Error),
+    /// No connection could be had.
+    #[error("database unavailable: {0}")]
+    Pool(#[from] diesel::r2d2::PoolError),
+    /// Signing failed.
+    #[error("token signing failed: {0}")]
+    Jwt(#[from] jsonwebtoken::errors::Error),
+    /// The blocking task died.
+    #[error("worker task failed: {0}")]
+    Join(#[from] tokio::task::JoinError),
+    /// Password hashing failed or is saturated.
+    #[error(transparent)]
+    Hash(#[from] HashError),
+}
+
+impl From<ServiceError> for tonic::Status {
+    fn from(err: ServiceError) -> Self {
+        tracing::error!(error = %err, "request failed");
+        match err {
+            ServiceError::Pool(_) | ServiceError::Hash(HashError::Overloaded) => {
+                tonic::Status::unavailable("the token service is temporarily unavailable")
+            }
+            _ => tonic::Status::internal("internal error"),
+        }
+    }
+}
+
+/// The result of a grant: tokens, a refusal, or a service failure.
+#[derive(Debug)]
+pub enum GrantError {
+    /// Refused by a protocol rule.
+    OAuth(OAuthFailure),
+    /// Broken infrastructure.
+    Service(ServiceError),
+}
+
+impl From<OAuthFailure> for GrantError {
+    fn from(f: OAuthFailure) -> Self {
+        Self::OAuth(f)
+    }
+}
+
+impl<E: Into<ServiceError>> From<E> for GrantError {
+    fn from(e: E) -> Self {
+        Self::Service(e.into())
+    }
+}

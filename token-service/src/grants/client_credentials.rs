@@ -1,0 +1,36 @@
+//! `grant_type=client_credentials` (RFC 6749 §4.4): a confidential client acting for itself.
+//! No refresh token (§4.4.3) and a subject that cannot pass for a user (SEC-TK-07).
+
+use doorward_proto::v1 as pb;
+use doorward_shared::ErrorCode;
+
+use crate::clients;
+use crate::error::{GrantError, OAuthFailure};
+use crate::issuance::{self, RefreshPlan};
+use crate::state::AppState;
+
+pub async fn exchange(
+    state: &AppState,
+    request: pb::ExchangeRequest,
+) -> Result<pb::TokenSet, GrantError> {
+    let state2 = state.clone();
+    state
+        .db(move |conn| {
+            let now = state2.now();
+            let app = clients::authenticate(conn, request.client.as_ref(), now)?;
+            if !app.confidential {
+                return Err(OAuthFailure::new(ErrorCode::UnauthorizedClient).into());
+            }
+            let scopes = super::resolve_scopes(request.scope.as_deref(), &app)?;
+            Ok(issuance::mint(
+                &state2,
+                conn,
+                &app,
+                None,
+                &scopes,
+                RefreshPlan::None,
+                now,
+            )?)
+        })
+        .await
+}

@@ -1,0 +1,62 @@
+//! `grant_type=password` (RFC 6749 §4.3), the seed's resource-owner flow. Confined as
+//! SEC-TK-08 asks: a confidential client, per-application opt-out, shared sign-in
+//! throttling before any hashing, and one generic `invalid_grant` for every bad credential.
+
+use doorward_proto::v1 as pb;
+use doorward_shared::{ErrorCode, Secret};
+
+use crate::accounts;
+use crate::clients;
+use crate::db;
+use crate::error::{GrantError, OAuthFailure};
+use crate::issuance::{self, RefreshPlan};
+use crate::state::AppState;
+
+pub async fn exchange(
+    state: &AppState,
+    request: pb::ExchangeRequest,
+) -> Result<pb::TokenSet, GrantError> {
+    let now = state.now();
+    let client = request.client.clone();
+    let app = state
+        .db(move |conn| clients::authenticate(conn, client.as_ref(), now))
+        .await?;
+    if !app.confidential || !app.password_grant_enabled {
+        return Err(OAuthFailure::new(ErrorCode::UnauthorizedClient).into());
+    }
+    let username = request
+        .username
+        .filter(|u| !u.is_empty())
+        .ok_or_else(|| OAuthFailure::missing("username"))?;
+    let password = Secret::new(
+        request
+            .password
+            .filter(|p| !p.is_empty())
+            .ok_or_else(|| OAuthFailure::missing("password"))?,
+    );
+    let scopes = super::resolve_scopes(request.scope.as_deref(), &app)?;
+    let client_ip = request.context.map(|c| c.client_ip).unwrap_or_default();
+    let user = accounts::authenticate_password(state, &username, &password, &client_ip).await?;
+
+    let state2 = state.clone();
+    state
+        .db(move |conn| {
+            let now = state2.now();
+            db::write_transaction(conn, |conn| {
+                // SEC-TK-09: the account must still be active at the moment of issue.
+                match db::users::find(conn, user.id)? {
+                    Some(current) if current.is_active() => Ok(issuance::mint(
+                        &state2,
+                        conn,
+                        &app,
+                        Some(&current),
+                        &scopes,
+                        RefreshPlan::NewFamily,
+                        now,
+                    )?),
+                    _ => Err(super::invalid_grant().into()),
+                }
+            })
+        })
+        .await
+}

@@ -1,0 +1,81 @@
+//! Services of the contract whose behaviour arrives with later work (resource-server
+//! validation, the authorization-code pages, the device grant). They answer
+//! `UNIMPLEMENTED`, the gRPC status for exactly this, so a caller learns it at once.
+
+use doorward_proto::v1 as pb;
+use tonic::{Request, Response, Status};
+
+/// The not-yet-served services.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Pending;
+
+fn not_yet(what: &str) -> Status {
+    Status::unimplemented(format!(
+        "{what} is not served by this version of token-service"
+    ))
+}
+
+#[tonic::async_trait]
+impl pb::token_validation_server::TokenValidation for Pending {
+    async fn validate(
+        &self,
+        _: Request<pb::ValidateRequest>,
+    ) -> Result<Response<pb::ValidateResponse>, Status> {
+        Err(not_yet("TokenValidation.Validate"))
+    }
+}
+
+#[tonic::async_trait]
+impl pb::authorizations_server::Authorizations for Pending {
+    async fn pre_authorize(
+        &self,
+        _: Request<pb::PreAuthorizeRequest>,
+    ) -> Result<Response<pb::PreAuthorizeResponse>, Status> {
+        Err(not_yet("Authorizations.PreAuthorize"))
+    }
+
+    async fn issue_code(
+        &self,
+        _: Request<pb::IssueCodeRequest>,
+    ) -> Result<Response<pb::IssueCodeResponse>, Status> {
+        Err(not_yet("Authorizations.IssueCode"))
+    }
+
+    async fn list_authorized_applications(
+        &self,
+        _: Request<pb::ListAuthorizedApplicationsRequest>,
+    ) -> Result<Response<pb::ListAuthorizedApplicationsResponse>, Status> {
+        Err(not_yet("Authorizations.ListAuthorizedApplications"))
+    }
+
+    async fn revoke_authorized_application(
+        &self,
+        _: Request<pb::RevokeAuthorizedApplicationRequest>,
+    ) -> Result<Response<pb::Empty>, Status> {
+        Err(not_yet("Authorizations.RevokeAuthorizedApplication"))
+    }
+}
+
+#[tonic::async_trait]
+impl pb::device_authorizations_server::DeviceAuthorizations for Pending {
+    async fn start_device_authorization(
+        &self,
+        _: Request<pb::StartDeviceAuthorizationRequest>,
+    ) -> Result<Response<pb::StartDeviceAuthorizationResponse>, Status> {
+        Err(not_yet("DeviceAuthorizations.StartDeviceAuthorization"))
+    }
+
+    async fn lookup_user_code(
+        &self,
+        _: Request<pb::LookupUserCodeRequest>,
+    ) -> Result<Response<pb::LookupUserCodeResponse>, Status> {
+        Err(not_yet("DeviceAuthorizations.LookupUserCode"))
+    }
+
+    async fn decide_user_code(
+        &self,
+        _: Request<pb::DecideUserCodeRequest>,
+    ) -> Result<Response<pb::LookupUserCodeResponse>, Status> {
+        Err(not_yet("DeviceAuthorizations.DecideUserCode"))
+    }
+}

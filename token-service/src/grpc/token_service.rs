@@ -1,0 +1,77 @@
+//! `doorward.v1.TokenService`: the token endpoint and bearer checks for auth-web.
+
+use doorward_proto::v1 as pb;
+use pb::token_service_server::TokenService;
+use tonic::{Request, Response, Status};
+
+use crate::error::GrantError;
+use crate::state::AppState;
+use crate::{bearer, grants};
+
+/// The tonic service.
+pub struct TokenServiceImpl {
+    state: AppState,
+}
+
+impl TokenServiceImpl {
+    /// Wraps the shared state.
+    pub fn new(state: AppState) -> Self {
+        Self { state }
+    }
+}
+
+#[tonic::async_trait]
+impl TokenService for TokenServiceImpl {
+    async fn exchange(
+        &self,
+        request: Request<pb::ExchangeRequest>,
+    ) -> Result<Response<pb::ExchangeResponse>, Status> {
+        let request = request.into_inner();
+        let grant_type = request.grant_type.clone();
+        let result = match grants::exchange(&self.state, request).await {
+            Ok(tokens) => pb::exchange_response::Result::Tokens(tokens),
+            Err(GrantError::OAuth(failure)) => {
+                tracing::info!(grant_type = %grant_type, error = %failure.code, "token request refused");
+                pb::exchange_response::Result::Error(failure.to_proto())
+            }
+            Err(GrantError::Service(err)) => return Err(err.into()),
+        };
+        Ok(Response::new(pb::ExchangeResponse {
+            result: Some(result),
+        }))
+    }
+
+    async fn revoke(
+        &self,
+        _request: Request<pb::RevokeRequest>,
+    ) -> Result<Response<pb::RevokeResponse>, Status> {
+        Err(Status::unimplemented(
+            "token revocation (RFC 7009) is not served yet",
+        ))
+    }
+
+    async fn introspect(
+        &self,
+        _request: Request<pb::IntrospectRequest>,
+    ) -> Result<Response<pb::IntrospectResponse>, Status> {
+        Err(Status::unimplemented(
+            "token introspection (RFC 7662) is not served yet",
+        ))
+    }
+
+    async fn authenticate_bearer(
+        &self,
+        request: Request<pb::AuthenticateBearerRequest>,
+    ) -> Result<Response<pb::AuthenticateBearerResponse>, Status> {
+        let result = bearer::authenticate(&self.state, request.into_inner()).await?;
+        Ok(Response::new(pb::AuthenticateBearerResponse {
+            result: Some(result),
+        }))
+    }
+
+    async fn get_jwks(&self, _request: Request<pb::Empty>) -> Result<Response<pb::Jwks>, Status> {
+        Ok(Response::new(pb::Jwks {
+            json: self.state.keys.jwks_json(),
+        }))
+    }
+}

@@ -1,0 +1,121 @@
+//! Minting: an access token (a signed JWT plus its row) and, when the grant calls for one,
+//! a refresh token stored as its SHA-256. Every grant ends here.
+
+use doorward_proto::v1 as pb;
+use doorward_shared::ScopeSet;
+use doorward_shared::Secret;
+use doorward_shared::secret::{random_id, random_token};
+
+use crate::db::models::{AccessTokenRow, ApplicationRow, UserRow};
+use crate::db::{self, DbConnection};
+use crate::error::ServiceError;
+use crate::keys::AccessClaims;
+use crate::state::AppState;
+
+/// Whether and how a refresh token comes with the access token.
+pub enum RefreshPlan {
+    /// None (client_credentials).
+    None,
+    /// A new family starts here.
+    NewFamily,
+    /// The successor of a rotated refresh token: same family, given value.
+    Successor {
+        /// The family.
+        family_id: String,
+        /// When the family started (its absolute lifetime is counted from here).
+        family_created_at: i64,
+        /// The successor's value (derived, see `grants::refresh_token`).
+        refresh_token: Secret,
+        /// The new row's jti, already recorded on the predecessor.
+        jti: String,
+    },
+}
+
+/// The `sub` of a token: the user's id, or a namespace no user id can collide with for a
+/// client acting for itself (SEC-TK-07).
+pub fn subject(user_id: Option<i64>, client_uid: &str) -> String {
+    match user_id {
+        Some(id) => id.to_string(),
+        None => format!("client:{client_uid}"),
+    }
+}
+
+/// The JWT claims of a stored token row.
+pub fn claims_for(state: &AppState, row: &AccessTokenRow, client_uid: &str) -> AccessClaims {
+    AccessClaims {
+        iss: state.keys.issuer().to_owned(),
+        sub: subject(row.user_id, client_uid),
+        aud: state.keys.audience().to_owned(),
+        exp: row.expires_at,
+        iat: row.created_at,
+        jti: row.jti.clone(),
+        client_id: client_uid.to_owned(),
+        scope: row.scopes.clone(),
+    }
+}
+
+/// The RFC 6749 §5.1 response for a stored row and its (plaintext) refresh token.
+pub fn token_set(
+    state: &AppState,
+    row: &AccessTokenRow,
+    client_uid: &str,
+    refresh_token: Option<&Secret>,
+    now: i64,
+) -> Result<pb::TokenSet, ServiceError> {
+    let access_token = state
+        .keys
+        .sign_access_token(&claims_for(state, row, client_uid))?;
+    Ok(pb::TokenSet {
+        access_token,
+        token_type: "Bearer".into(),
+        expires_in: (row.expires_at - now).max(0),
+        refresh_token: refresh_token.map(|r| r.expose().to_owned()),
+        scope: row.scopes.clone(),
+        created_at: row.created_at,
+        id_token: None,
+    })
+}
+
+/// Stores and signs a new token for `app` (and `user`) with `scopes`.
+pub fn mint(
+    state: &AppState,
+    conn: &mut DbConnection,
+    app: &ApplicationRow,
+    user: Option<&UserRow>,
+    scopes: &ScopeSet,
+    refresh: RefreshPlan,
+    now: i64,
+) -> Result<pb::TokenSet, ServiceError> {
+    let ttl = state.config.tokens.access_token_ttl_seconds;
+    let (jti, refresh_token, family) = match refresh {
+        RefreshPlan::None => (random_id(), None, None),
+        RefreshPlan::NewFamily => (random_id(), Some(random_token()), Some((random_id(), now))),
+        RefreshPlan::Successor {
+            family_id,
+            family_created_at,
+            refresh_token,
+            jti,
+        } => (
+            jti,
+            Some(refresh_token),
+            Some((family_id, family_created_at)),
+        ),
+    };
+    let row = AccessTokenRow {
+        jti,
+        application_id: app.id,
+        user_id: user.map(|u| u.id),
+        scopes: scopes.to_string(),
+        created_at: now,
+        expires_at: now + ttl,
+        revoked_at: None,
+        refresh_token_hash: refresh_token.as_ref().map(|r| r.sha256().to_vec()),
+        family_id: family.as_ref().map(|(id, _)| id.clone()),
+        family_created_at: family.as_ref().map(|(_, at)| *at),
+        refresh_rotated_at: None,
+        successor_jti: None,
+        grant_id: None,
+    };
+    db::tokens::insert(conn, &row)?;
+    token_set(state, &row, &app.uid, refresh_token.as_ref(), now)
+}

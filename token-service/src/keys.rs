@@ -1,0 +1,309 @@
+//! Signing keys: generated on first start and stored in the database, parsed once and
+//! kept in memory, so that no request parses a key (DESIGN.md "Performance rules").
+//!
+//! Access tokens are RFC 9068 JWTs signed with Ed25519 (`EdDSA`); the `kid` of every key is
+//! its RFC 7638 JWK thumbprint.
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+
+use ed25519_dalek::pkcs8::EncodePrivateKey;
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use serde::{Deserialize, Serialize};
+
+use crate::db::models::SigningKeyRow;
+use crate::db::{self, DbConnection};
+use doorward_shared::secret::{base64url, random_bytes, sha256};
+
+/// What a key signs.
+pub const PURPOSE_ACCESS_TOKEN: &str = "access_token";
+/// The JWS `typ` of access tokens (RFC 9068 §2.1).
+pub const ACCESS_TOKEN_TYP: &str = "at+jwt";
+/// Longest bearer token looked at before any decoding (SEC-DS-04).
+pub const MAX_TOKEN_LEN: usize = 8 * 1024;
+
+/// The claims of an access token (RFC 9068 §2.2).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct AccessClaims {
+    pub iss: String,
+    pub sub: String,
+    pub aud: String,
+    pub exp: i64,
+    pub iat: i64,
+    pub jti: String,
+    pub client_id: String,
+    pub scope: String,
+}
+
+/// Why a presented JWT was refused before any database lookup.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JwtRejection {
+    /// Malformed, wrong type, unknown key, bad signature, wrong issuer or audience.
+    Invalid,
+    /// Signed by us, but past `exp`.
+    Expired,
+}
+
+struct LoadedKeys {
+    signing_kid: String,
+    signing_key: EncodingKey,
+    verifying: HashMap<String, DecodingKey>,
+    jwks_json: String,
+}
+
+/// The keys in memory; swapped whole when keys change.
+pub struct KeyRing {
+    keys: RwLock<Arc<LoadedKeys>>,
+    issuer: String,
+    audience: String,
+}
+
+/// Errors loading or creating keys.
+#[derive(Debug, thiserror::Error)]
+pub enum KeyError {
+    /// Database failure.
+    #[error("database: {0}")]
+    Db(#[from] diesel::result::Error),
+    /// A stored key could not be read.
+    #[error("stored key {kid} is unreadable: {reason}")]
+    Corrupt {
+        /// Key id.
+        kid: String,
+        /// Why.
+        reason: String,
+    },
+}
+
+impl KeyRing {
+    /// Loads the keys, generating the first one if the database has none.
+    pub fn load_or_create(
+        conn: &mut DbConnection,
+        issuer: &str,
+        audience: &str,
+        now: i64,
+    ) -> Result<Self, KeyError> {
+        let mut rows = db::signing_keys::list(conn)?;
+        if !rows
+            .iter()
+            .any(|r| r.purpose == PURPOSE_ACCESS_TOKEN && r.retired_at.is_none())
+        {
+            let row = generate_ed25519(now)?;
+            db::signing_keys::insert(conn, &row)?;
+            tracing::info!(kid = %row.kid, "generated the first access-token signing key");
+            rows = db::signing_keys::list(conn)?;
+        }
+        let keys = build(&rows)?;
+        Ok(Self {
+            keys: RwLock::new(Arc::new(keys)),
+            issuer: issuer.to_owned(),
+            audience: audience.to_owned(),
+        })
+    }
+
+    fn current(&self) -> Arc<LoadedKeys> {
+        match self.keys.read() {
+            Ok(keys) => keys.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    /// The issuer written into tokens.
+    pub fn issuer(&self) -> &str {
+        &self.issuer
+    }
+
+    /// The audience written into access tokens.
+    pub fn audience(&self) -> &str {
+        &self.audience
+    }
+
+    /// Signs access-token claims with the current key.
+    pub fn sign_access_token(
+        &self,
+        claims: &AccessClaims,
+    ) -> Result<String, jsonwebtoken::errors::Error> {
+        let keys = self.current();
+        let mut header = Header::new(Algorithm::EdDSA);
+        header.typ = Some(ACCESS_TOKEN_TYP.to_owned());
+        header.kid = Some(keys.signing_kid.clone());
+        jsonwebtoken::encode(&header, claims, &keys.signing_key)
+    }
+
+    /// Checks signature, type, issuer and audience of an access token, and its expiry
+    /// against `now` (the injectable clock, not the library's).
+    pub fn verify_access_token(&self, token: &str, now: i64) -> Result<AccessClaims, JwtRejection> {
+        if token.len() > MAX_TOKEN_LEN || token.bytes().filter(|b| *b == b'.').count() != 2 {
+            return Err(JwtRejection::Invalid);
+        }
+        let header = jsonwebtoken::decode_header(token).map_err(|_| JwtRejection::Invalid)?;
+        if header.alg != Algorithm::EdDSA || header.typ.as_deref() != Some(ACCESS_TOKEN_TYP) {
+            return Err(JwtRejection::Invalid);
+        }
+        let keys = self.current();
+        let key = header
+            .kid
+            .as_deref()
+            .and_then(|kid| keys.verifying.get(kid))
+            .ok_or(JwtRejection::Invalid)?;
+        let mut validation = Validation::new(Algorithm::EdDSA);
+        validation.validate_exp = false;
+        validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
+        validation.set_issuer(&[&self.issuer]);
+        validation.set_audience(&[&self.audience]);
+        let data = jsonwebtoken::decode::<AccessClaims>(token, key, &validation)
+            .map_err(|_| JwtRejection::Invalid)?;
+        if data.claims.exp <= now {
+            return Err(JwtRejection::Expired);
+        }
+        Ok(data.claims)
+    }
+
+    /// The JWK Set of every published key, as served at `/oauth/discovery/keys`.
+    pub fn jwks_json(&self) -> String {
+        self.current().jwks_json.clone()
+    }
+}
+
+fn build(rows: &[SigningKeyRow]) -> Result<LoadedKeys, KeyError> {
+    let mut verifying = HashMap::new();
+    let mut jwks = Vec::new();
+    let mut signing: Option<(String, EncodingKey)> = None;
+    // Rows come newest first: the newest live key signs.
+    for row in rows.iter().filter(|r| r.purpose == PURPOSE_ACCESS_TOKEN) {
+        let corrupt = |reason: &str| KeyError::Corrupt {
+            kid: row.kid.clone(),
+            reason: reason.to_owned(),
+        };
+        let jwk: serde_json::Value =
+            serde_json::from_str(&row.public_jwk).map_err(|_| corrupt("public JWK is not JSON"))?;
+        let x = jwk
+            .get("x")
+            .and_then(|x| x.as_str())
+            .ok_or_else(|| corrupt("public JWK has no x"))?;
+        let decoding = DecodingKey::from_ed_components(x).map_err(|_| corrupt("bad x"))?;
+        verifying.insert(row.kid.clone(), decoding);
+        jwks.push(jwk);
+        if signing.is_none() && row.retired_at.is_none() {
+            signing = Some((row.kid.clone(), EncodingKey::from_ed_der(&row.private_key)));
+        }
+    }
+    let (signing_kid, signing_key) = signing.ok_or_else(|| KeyError::Corrupt {
+        kid: String::new(),
+        reason: "no live access-token signing key".into(),
+    })?;
+    Ok(LoadedKeys {
+        signing_kid,
+        signing_key,
+        verifying,
+        jwks_json: serde_json::json!({ "keys": jwks }).to_string(),
+    })
+}
+
+/// A new Ed25519 key: PKCS#8 private key, public JWK, and its RFC 7638 thumbprint as `kid`.
+pub fn generate_ed25519(now: i64) -> Result<SigningKeyRow, KeyError> {
+    let signing = ed25519_dalek::SigningKey::from_bytes(&random_bytes::<32>());
+    let der = signing.to_pkcs8_der().map_err(|e| KeyError::Corrupt {
+        kid: String::new(),
+        reason: e.to_string(),
+    })?;
+    let x = base64url(signing.verifying_key().as_bytes());
+    let kid = ed25519_thumbprint(&x);
+    let jwk = serde_json::json!({
+        "kty": "OKP",
+        "crv": "Ed25519",
+        "x": x,
+        "kid": kid,
+        "use": "sig",
+        "alg": "EdDSA",
+    });
+    Ok(SigningKeyRow {
+        kid,
+        algorithm: "EdDSA".into(),
+        purpose: PURPOSE_ACCESS_TOKEN.into(),
+        private_key: der.as_bytes().to_vec(),
+        public_jwk: jwk.to_string(),
+        created_at: now,
+        retired_at: None,
+    })
+}
+
+/// RFC 7638 §3 thumbprint of an OKP key (RFC 8037 §2): SHA-256 over the required members
+/// in lexicographic order, without whitespace.
+fn ed25519_thumbprint(x: &str) -> String {
+    let canonical = format!(r#"{{"crv":"Ed25519","kty":"OKP","x":"{x}"}}"#);
+    base64url(&sha256(canonical.as_bytes()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ring() -> KeyRing {
+        let row = generate_ed25519(1_000).expect("key");
+        KeyRing {
+            keys: RwLock::new(Arc::new(build(&[row]).expect("build"))),
+            issuer: "http://issuer".into(),
+            audience: "http://issuer".into(),
+        }
+    }
+
+    fn claims(exp: i64) -> AccessClaims {
+        AccessClaims {
+            iss: "http://issuer".into(),
+            sub: "1".into(),
+            aud: "http://issuer".into(),
+            exp,
+            iat: 0,
+            jti: "j".into(),
+            client_id: "c".into(),
+            scope: "api".into(),
+        }
+    }
+
+    #[test]
+    fn signed_tokens_verify_until_they_expire() {
+        let ring = ring();
+        let token = ring.sign_access_token(&claims(2_000)).unwrap();
+        assert_eq!(
+            ring.verify_access_token(&token, 1_999).unwrap(),
+            claims(2_000)
+        );
+        assert_eq!(
+            ring.verify_access_token(&token, 2_000),
+            Err(JwtRejection::Expired)
+        );
+    }
+
+    #[test]
+    fn tampered_and_foreign_tokens_are_invalid() {
+        let ring = ring();
+        let token = ring.sign_access_token(&claims(2_000)).unwrap();
+        let mut tampered = token.clone();
+        tampered.pop();
+        tampered.push(if token.ends_with('A') { 'B' } else { 'A' });
+        assert_eq!(
+            ring.verify_access_token(&tampered, 0),
+            Err(JwtRejection::Invalid)
+        );
+        let other = super::tests::ring()
+            .sign_access_token(&claims(2_000))
+            .unwrap();
+        assert_eq!(
+            ring.verify_access_token(&other, 0),
+            Err(JwtRejection::Invalid)
+        );
+        assert_eq!(
+            ring.verify_access_token("garbage", 0),
+            Err(JwtRejection::Invalid)
+        );
+    }
+
+    #[test]
+    fn kid_is_the_rfc_7638_thumbprint() {
+        // RFC 8037 Appendix A.3: the thumbprint of its example key.
+        assert_eq!(
+            ed25519_thumbprint("11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo"),
+            "kPrK_qmxVWaYVA9wwBF6Iuo3vVzz7TxHCTwXBygrS4k"
+        );
+    }
+}

@@ -1,0 +1,23 @@
+//! Doorward's token service: the only component with a database. It owns every protocol
+//! rule that touches stored state (grants, refresh rotation, revocation), the signing keys,
+//! password hashing, and the operator CLI; it speaks gRPC (`doorward.v1`) and never HTTP.
+
+pub mod accounts;
+pub mod apps;
+pub mod bearer;
+pub mod cli;
+pub mod clients;
+pub mod db;
+pub mod error;
+pub mod grants;
+pub mod grpc;
+pub mod issuance;
+pub mod keys;
+pub mod passwords;
+pub mod redirect_uri;
+pub mod startup;
+pub mod state;
+pub mod throttle;
+
+pub use startup::{TokenServiceApp, open_state};
+pub use state::AppState;

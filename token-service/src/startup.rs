@@ -1,0 +1,155 @@
+//! Building and running the token service: `build(config, clock)` opens the database,
+//! applies migrations, loads keys and binds the listener (port 0 works); `run(shutdown)`
+//! serves gRPC until the shutdown future completes.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use doorward_proto::v1 as pb;
+use doorward_shared::clock::SharedClock;
+use doorward_shared::config::Config;
+use doorward_shared::secret::random_bytes;
+use tokio::net::TcpListener;
+use tonic::service::interceptor::InterceptedService;
+
+use crate::db;
+use crate::grpc::ServiceTokenCheck;
+use crate::grpc::applications::ApplicationsImpl;
+use crate::grpc::pending::Pending;
+use crate::grpc::token_service::TokenServiceImpl;
+use crate::grpc::users::UsersImpl;
+use crate::keys::KeyRing;
+use crate::passwords::PasswordHasher;
+use crate::state::AppState;
+use crate::throttle::SignInThrottle;
+
+/// Largest gRPC message accepted (SEC-DS-05): token requests are small.
+const MAX_MESSAGE_BYTES: usize = 256 * 1024;
+
+/// Opens the database (migrating it) and loads everything a request needs.
+pub async fn open_state(config: Config, clock: SharedClock) -> anyhow::Result<AppState> {
+    let config = Arc::new(config);
+    let cores = std::thread::available_parallelism().map_or(2, |n| n.get()) as u32;
+    let pool_size = config.database.pool_size.unwrap_or((cores * 2).max(4));
+    let timeout = Duration::from_millis(config.database.connection_timeout_ms);
+    let url = config.database_url.clone();
+    let issuer = config.issuer().to_owned();
+    let audience = config.access_token_audience().to_owned();
+    let now = clock.now();
+    let (pool, keys, refresh_key) = tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
+        let pool = db::connect_and_migrate(&url, pool_size, timeout)?;
+        let mut conn = pool.get().context("could not get a database connection")?;
+        let keys = KeyRing::load_or_create(&mut conn, &issuer, &audience, now)?;
+        let refresh_key = db::secrets::get_or_create(
+            &mut conn,
+            "refresh_successor_key",
+            || random_bytes::<32>().to_vec(),
+            now,
+        )?;
+        Ok((pool, keys, refresh_key))
+    })
+    .await??;
+    Ok(AppState {
+        pool,
+        keys: Arc::new(keys),
+        hasher: PasswordHasher::new(&config.passwords)?,
+        throttle: Arc::new(SignInThrottle::new(config.sign_in_limits.clone())),
+        refresh_derivation_key: Arc::new(refresh_key),
+        config,
+        clock,
+    })
+}
+
+/// A token service, bound and ready to run.
+pub struct TokenServiceApp {
+    listener: TcpListener,
+    state: AppState,
+}
+
+impl TokenServiceApp {
+    /// Opens the state and binds `config.token_service_addr`.
+    pub async fn build(config: Config, clock: SharedClock) -> anyhow::Result<Self> {
+        let addr = config.token_service_addr.clone();
+        let state = open_state(config, clock).await?;
+        let listener = TcpListener::bind(&addr)
+            .await
+            .with_context(|| format!("could not listen on {addr}"))?;
+        Ok(Self { listener, state })
+    }
+
+    /// The address actually bound (useful with port 0).
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    /// The shared state (tests and the all-in-one launcher use it).
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// Serves until `shutdown` completes.
+    pub async fn run(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
+        let state = self.state;
+        let check = ServiceTokenCheck::new(state.config.service_token.clone());
+        let (health_reporter, health_service) = tonic_health::server::health_reporter();
+        health_reporter
+            .set_serving::<pb::token_service_server::TokenServiceServer<TokenServiceImpl>>()
+            .await;
+        let reflection = tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+            .build_v1()?;
+
+        macro_rules! guarded {
+            ($server:ty, $service:expr) => {
+                InterceptedService::new(
+                    <$server>::new($service)
+                        .max_decoding_message_size(MAX_MESSAGE_BYTES)
+                        .max_encoding_message_size(MAX_MESSAGE_BYTES),
+                    check.clone(),
+                )
+            };
+        }
+
+        tonic::transport::Server::builder()
+            .timeout(Duration::from_secs(30))
+            .add_service(health_service)
+            .add_service(reflection)
+            .add_service(guarded!(
+                pb::token_service_server::TokenServiceServer<TokenServiceImpl>,
+                TokenServiceImpl::new(state.clone())
+            ))
+            .add_service(guarded!(
+                pb::users_server::UsersServer<UsersImpl>,
+                UsersImpl::new(state.clone())
+            ))
+            .add_service(guarded!(
+                pb::applications_server::ApplicationsServer<ApplicationsImpl>,
+                ApplicationsImpl::new(state.clone())
+            ))
+            .add_service(guarded!(
+                pb::token_validation_server::TokenValidationServer<Pending>,
+                Pending
+            ))
+            .add_service(guarded!(
+                pb::authorizations_server::AuthorizationsServer<Pending>,
+                Pending
+            ))
+            .add_service(guarded!(
+                pb::device_authorizations_server::DeviceAuthorizationsServer<Pending>,
+                Pending
+            ))
+            .serve_with_incoming_shutdown(
+                tokio_stream::wrappers::TcpListenerStream::new(self.listener),
+                shutdown,
+            )
+            .await?;
+        Ok(())
+    }
+}

@@ -1,0 +1,57 @@
+//! What every request handler shares: the pool, the keys, the configuration, the clock,
+//! the password pool, the sign-in throttle.
+
+use std::sync::Arc;
+
+use doorward_shared::clock::SharedClock;
+use doorward_shared::config::Config;
+
+use crate::db::{DbConnection, DbPool};
+use crate::error::ServiceError;
+use crate::keys::KeyRing;
+use crate::passwords::PasswordHasher;
+use crate::throttle::SignInThrottle;
+
+/// Shared state of the token service.
+#[derive(Clone)]
+pub struct AppState {
+    /// Database pool.
+    pub pool: DbPool,
+    /// Signing keys in memory.
+    pub keys: Arc<KeyRing>,
+    /// Configuration.
+    pub config: Arc<Config>,
+    /// Injectable clock.
+    pub clock: SharedClock,
+    /// Bounded argon2 pool.
+    pub hasher: PasswordHasher,
+    /// Sign-in throttle.
+    pub throttle: Arc<SignInThrottle>,
+    /// Key that derives a rotated refresh token's successor (see `grants::refresh_token`).
+    pub refresh_derivation_key: Arc<Vec<u8>>,
+}
+
+impl AppState {
+    /// Seconds since the epoch, from the injectable clock.
+    pub fn now(&self) -> i64 {
+        self.clock.now()
+    }
+
+    /// Runs blocking database work on the blocking pool with a pooled connection.
+    pub async fn db<T, E>(
+        &self,
+        work: impl FnOnce(&mut DbConnection) -> Result<T, E> + Send + 'static,
+    ) -> Result<T, E>
+    where
+        T: Send + 'static,
+        E: From<ServiceError> + Send + 'static,
+    {
+        let pool = self.pool.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut conn = pool.get().map_err(ServiceError::from)?;
+            work(&mut conn)
+        })
+        .await
+        .map_err(|e| E::from(ServiceError::from(e)))?
+    }
+}

@@ -1,0 +1,140 @@
+//! Throttling of password checks (SEC-RL-01, SEC-RL-02): counters per account+IP, per IP
+//! and per account, incremented *before* the password is checked so that parallel guesses
+//! cannot slip past. The account+IP dimension is the tight one, so failures from one IP do
+//! not lock the owner out from another; the account-wide counter is a loose backstop.
+//!
+//! The counters live in this process: with several token-service replicas each keeps its
+//! own, which multiplies the limits by the replica count (documented in docs/security.md).
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use doorward_shared::config::SignInLimitConfig;
+
+#[derive(Debug, Clone, Copy)]
+struct Window {
+    started_at: i64,
+    count: u32,
+}
+
+/// Fixed-window failure counters.
+#[derive(Debug)]
+pub struct SignInThrottle {
+    limits: SignInLimitConfig,
+    windows: Mutex<HashMap<String, Window>>,
+}
+
+/// Entries kept before expired windows are swept, bounding memory.
+const SWEEP_AT: usize = 100_000;
+
+impl SignInThrottle {
+    /// Counters with the configured limits.
+    pub fn new(limits: SignInLimitConfig) -> Self {
+        Self {
+            limits,
+            windows: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn keys(login: &str, ip: &str) -> [(String, usize); 3] {
+        let login = login.to_lowercase();
+        [
+            (format!("a+i\u{0}{login}\u{0}{ip}"), 0),
+            (format!("i\u{0}{ip}"), 1),
+            (format!("a\u{0}{login}"), 2),
+        ]
+    }
+
+    fn limit(&self, which: usize) -> u32 {
+        match which {
+            0 => self.limits.per_account_and_ip,
+            1 => self.limits.per_ip,
+            _ => self.limits.per_account,
+        }
+    }
+
+    /// Counts an attempt, or refuses it with the seconds until the window ends.
+    pub fn attempt(&self, login: &str, ip: &str, now: i64) -> Result<(), u32> {
+        let window = self.limits.window_seconds.max(1);
+        let mut windows = match self.windows.lock() {
+            Ok(w) => w,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        if windows.len() > SWEEP_AT {
+            windows.retain(|_, w| now < w.started_at + window);
+        }
+        let keys = Self::keys(login, ip);
+        let mut retry_after = 0;
+        for (key, which) in &keys {
+            if let Some(w) = windows.get(key) {
+                if now < w.started_at + window && w.count >= self.limit(*which) {
+                    retry_after = retry_after.max((w.started_at + window - now) as u32);
+                }
+            }
+        }
+        if retry_after > 0 {
+            return Err(retry_after);
+        }
+        for (key, _) in keys {
+            let entry = windows.entry(key).or_insert(Window {
+                started_at: now,
+                count: 0,
+            });
+            if now >= entry.started_at + window {
+                *entry = Window {
+                    started_at: now,
+                    count: 0,
+                };
+            }
+            entry.count += 1;
+        }
+        Ok(())
+    }
+
+    /// A successful sign-in: the attempt it counted is forgiven.
+    pub fn succeeded(&self, login: &str, ip: &str) {
+        let mut windows = match self.windows.lock() {
+            Ok(w) => w,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        for (key, _) in Self::keys(login, ip) {
+            if let Some(w) = windows.get_mut(&key) {
+                w.count = w.count.saturating_sub(1);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn throttle() -> SignInThrottle {
+        SignInThrottle::new(SignInLimitConfig {
+            per_account_and_ip: 3,
+            per_ip: 10,
+            per_account: 50,
+            window_seconds: 60,
+        })
+    }
+
+    #[test]
+    fn sec_rl_01_refuses_past_the_limit_until_the_window_ends() {
+        let t = throttle();
+        for _ in 0..3 {
+            t.attempt("alice", "1.1.1.1", 100).unwrap();
+        }
+        assert_eq!(t.attempt("Alice", "1.1.1.1", 110), Err(50));
+        t.attempt("alice", "1.1.1.1", 160).unwrap();
+    }
+
+    #[test]
+    fn sec_rl_02_another_ip_is_not_locked_out() {
+        let t = throttle();
+        for _ in 0..3 {
+            t.attempt("alice", "6.6.6.6", 100).unwrap();
+        }
+        assert!(t.attempt("alice", "6.6.6.6", 100).is_err());
+        t.attempt("alice", "1.1.1.1", 100).unwrap();
+    }
+}

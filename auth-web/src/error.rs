@@ -185,6 +185,6 @@ mod tests {
 
     #[test]
     fn header_text_is_sanitised() {
-        assert_eq!(quoted("a \"b\"\n\\"), "a 'b'  '");
+        assert_eq!(quoted("a \"b\"\n\\"), "a 'b' '");
     }
 }

@@ -1,1 +1,431 @@
-//! placeholder
+//! The end-to-end harness: `TestApp::spawn(backend)` starts token-service and auth-web on
+//! free ports, talking real gRPC, against a fresh database (a temporary SQLite file, or a
+//! PostgreSQL database created for the test and dropped after it), with an injectable clock.
+
+#![allow(clippy::unwrap_used)]
+
+pub mod logs;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use diesel::Connection;
+use diesel::RunQueryDsl;
+use diesel::pg::PgConnection;
+use doorward_shared::config::Config;
+use doorward_shared::{ManualClock, Secret};
+use serde_json::Value;
+use token_service::apps::ApplicationFields;
+use token_service::{AppState, TokenServiceApp};
+
+/// The environment variable with a PostgreSQL URL (any database; tests create their own).
+pub const POSTGRES_URL_VAR: &str = "DOORWARD_TEST_POSTGRES_URL";
+
+/// Which database a test runs on.
+#[derive(Debug, Clone)]
+pub enum Backend {
+    /// A temporary SQLite file.
+    Sqlite,
+    /// A fresh database on this server (admin URL).
+    Postgres(String),
+}
+
+impl Backend {
+    /// PostgreSQL if its URL is set.
+    pub fn postgres() -> Option<Self> {
+        std::env::var(POSTGRES_URL_VAR)
+            .ok()
+            .filter(|u| !u.is_empty())
+            .map(Backend::Postgres)
+    }
+}
+
+/// Runs a test body on SQLite and, when `DOORWARD_TEST_POSTGRES_URL` is set, on PostgreSQL.
+#[macro_export]
+macro_rules! both_backends {
+    ($($name:ident),* $(,)?) => {
+        $(
+            mod $name {
+                #[tokio::test]
+                async fn sqlite() {
+                    super::$name($crate::Backend::Sqlite).await;
+                }
+
+                #[tokio::test]
+                async fn postgres() {
+                    match $crate::Backend::postgres() {
+                        Some(backend) => super::$name(backend).await,
+                        None => eprintln!(
+                            "skipped: {} is not set, so {} did not run on PostgreSQL",
+                            $crate::POSTGRES_URL_VAR,
+                            stringify!($name)
+                        ),
+                    }
+                }
+            }
+        )*
+    };
+}
+
+/// A registered application.
+#[derive(Debug, Clone)]
+pub struct TestClient {
+    /// client_id.
+    pub id: String,
+    /// client_secret (empty for public clients).
+    pub secret: String,
+}
+
+/// Both services running on free ports.
+pub struct TestApp {
+    /// `http://127.0.0.1:PORT` of auth-web.
+    pub base: String,
+    /// A cookie-keeping HTTP client.
+    pub http: reqwest::Client,
+    /// The token service's shared state (to inspect the database).
+    pub state: AppState,
+    /// The clock both services read.
+    pub clock: ManualClock,
+    /// The configuration the services were started with.
+    pub config: Config,
+    grpc_addr: std::net::SocketAddr,
+    grpc_stop: Option<tokio::sync::oneshot::Sender<()>>,
+    grpc_task: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
+    web_handle: actix_web::dev::ServerHandle,
+    sqlite_dir: Option<PathBuf>,
+    postgres: Option<(String, String)>,
+}
+
+fn random_suffix() -> String {
+    hex_suffix(&rand::random::<[u8; 8]>())
+}
+
+fn hex_suffix(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// A PostgreSQL URL with its database replaced.
+fn with_database(url: &str, database: &str) -> String {
+    let (base, query) = match url.split_once('?') {
+        Some((b, q)) => (b, Some(q)),
+        None => (url, None),
+    };
+    let scheme_end = base.find("://").map_or(0, |i| i + 3);
+    let path_start = base[scheme_end..].find('/').map(|i| i + scheme_end);
+    let host_part = match path_start {
+        Some(i) => &base[..i],
+        None => base,
+    };
+    match query {
+        Some(q) => format!("{host_part}/{database}?{q}"),
+        None => format!("{host_part}/{database}"),
+    }
+}
+
+impl TestApp {
+    /// Starts both services on `backend` with the default configuration.
+    pub async fn spawn(backend: Backend) -> Self {
+        Self::spawn_with(backend, |_| {}).await
+    }
+
+    /// Starts both services, letting the test adjust the configuration first.
+    pub async fn spawn_with(backend: Backend, adjust: impl FnOnce(&mut Config)) -> Self {
+        logs::init();
+        let mut config = Config::default();
+        let (database_url, sqlite_dir, postgres) = match backend {
+            Backend::Sqlite => {
+                let dir = std::env::temp_dir().join(format!("doorward-test-{}", random_suffix()));
+                std::fs::create_dir_all(&dir).unwrap();
+                (
+                    format!("sqlite://{}", dir.join("doorward.db").display()),
+                    Some(dir),
+                    None,
+                )
+            }
+            Backend::Postgres(admin_url) => {
+                let name = format!("doorward_test_{}", random_suffix());
+                let mut admin = PgConnection::establish(&admin_url).expect("connect to PostgreSQL");
+                diesel::sql_query(format!("CREATE DATABASE {name}"))
+                    .execute(&mut admin)
+                    .unwrap();
+                (
+                    with_database(&admin_url, &name),
+                    None,
+                    Some((admin_url, name)),
+                )
+            }
+        };
+        config.database_url = database_url;
+        config.token_service_addr = "127.0.0.1:0".into();
+        config.auth_web_addr = "127.0.0.1:0".into();
+        config.web.workers = Some(2);
+        config.database.pool_size = Some(8);
+        adjust(&mut config);
+
+        let clock = ManualClock::new();
+        let token_service = TokenServiceApp::build(config.clone(), Arc::new(clock.clone()))
+            .await
+            .expect("token-service starts");
+        let grpc_addr = token_service.local_addr().unwrap();
+        let state = token_service.state().clone();
+        let (grpc_stop, stopped) = tokio::sync::oneshot::channel();
+        let grpc_task = tokio::spawn(token_service.run(async {
+            let _ = stopped.await;
+        }));
+
+        let mut web_config = config.clone();
+        web_config.token_service_url = format!("http://{grpc_addr}");
+        let auth_web = auth_web::AuthWebApp::build(web_config).expect("auth-web starts");
+        let base = format!("http://{}", auth_web.local_addr());
+        let web_handle = auth_web.handle();
+        tokio::spawn(auth_web.run());
+
+        let http = reqwest::Client::builder()
+            .cookie_store(true)
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap();
+        Self {
+            base,
+            http,
+            state,
+            clock,
+            config,
+            grpc_addr,
+            grpc_stop: Some(grpc_stop),
+            grpc_task: Some(grpc_task),
+            web_handle,
+            sqlite_dir,
+            postgres,
+        }
+    }
+
+    /// An absolute URL of auth-web.
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    /// Stops the token service (auth-web keeps running).
+    pub async fn stop_token_service(&mut self) {
+        if let Some(stop) = self.grpc_stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(task) = self.grpc_task.take() {
+            let _ = task.await;
+        }
+    }
+
+    /// Starts the token service again on the same address and database.
+    pub async fn restart_token_service(&mut self) {
+        let mut config = self.config.clone();
+        config.token_service_addr = self.grpc_addr.to_string();
+        let token_service = TokenServiceApp::build(config, Arc::new(self.clock.clone()))
+            .await
+            .expect("token-service restarts");
+        let (grpc_stop, stopped) = tokio::sync::oneshot::channel();
+        self.grpc_stop = Some(grpc_stop);
+        self.grpc_task = Some(tokio::spawn(token_service.run(async {
+            let _ = stopped.await;
+        })));
+    }
+
+    /// Creates a user with `password`; returns its id.
+    pub async fn create_user(&self, username: &str, password: &str) -> i64 {
+        let account = token_service::accounts::NewAccount {
+            username: username.into(),
+            email: format!("{username}@example.com"),
+            name: format!("{username} Example"),
+            password: Secret::new(password),
+            admin: false,
+        };
+        match token_service::accounts::create(&self.state, account).await {
+            Ok(user) => user.id,
+            Err(e) => panic!("could not create user: {e:?}"),
+        }
+    }
+
+    /// Registers an application.
+    pub async fn create_client(
+        &self,
+        scopes: &str,
+        confidential: bool,
+        password_grant: bool,
+    ) -> TestClient {
+        let fields = ApplicationFields {
+            name: "Test app".into(),
+            redirect_uris: vec!["https://app.example/callback".into()],
+            scopes: vec![scopes.into()],
+            confidential,
+            trusted: false,
+            password_grant_enabled: password_grant,
+            owner_id: None,
+        };
+        let now = self.state.now();
+        let (app, secret) = self
+            .state
+            .db(move |conn| {
+                token_service::apps::create(conn, &fields, now).map_err(|e| {
+                    token_service::error::ServiceError::Db(
+                        diesel::result::Error::QueryBuilderError(format!("{e:?}").into()),
+                    )
+                })
+            })
+            .await
+            .unwrap();
+        TestClient {
+            id: app.uid,
+            secret: secret.map(|s| s.expose().to_owned()).unwrap_or_default(),
+        }
+    }
+
+    /// A confidential client with `api read_user` and the password grant.
+    pub async fn default_client(&self) -> TestClient {
+        self.create_client("api read_user", true, true).await
+    }
+
+    /// `POST /oauth/token` with a form body.
+    pub async fn token(&self, form: &[(&str, &str)]) -> reqwest::Response {
+        self.http
+            .post(self.url("/oauth/token"))
+            .form(form)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// `POST /oauth/token` with HTTP Basic client authentication.
+    pub async fn token_basic(
+        &self,
+        client: &TestClient,
+        form: &[(&str, &str)],
+    ) -> reqwest::Response {
+        self.http
+            .post(self.url("/oauth/token"))
+            .basic_auth(&client.id, Some(&client.secret))
+            .form(form)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// The password grant for `username` through `client` (client_secret_post); the JSON.
+    pub async fn password_grant(
+        &self,
+        client: &TestClient,
+        username: &str,
+        password: &str,
+    ) -> Value {
+        let response = self
+            .token(&[
+                ("grant_type", "password"),
+                ("username", username),
+                ("password", password),
+                ("client_id", &client.id),
+                ("client_secret", &client.secret),
+            ])
+            .await;
+        assert_eq!(response.status(), 200, "password grant failed");
+        response.json().await.unwrap()
+    }
+
+    /// A refresh through `client`; status and JSON.
+    pub async fn refresh(&self, client: &TestClient, refresh_token: &str) -> (u16, Value) {
+        let response = self
+            .token_basic(
+                client,
+                &[
+                    ("grant_type", "refresh_token"),
+                    ("refresh_token", refresh_token),
+                ],
+            )
+            .await;
+        let status = response.status().as_u16();
+        (status, response.json().await.unwrap())
+    }
+
+    /// `GET /api/v4/user` with a bearer header; status and JSON.
+    pub async fn api_user(&self, access_token: &str) -> (u16, Value) {
+        let response = self
+            .http
+            .get(self.url("/api/v4/user"))
+            .bearer_auth(access_token)
+            .send()
+            .await
+            .unwrap();
+        let status = response.status().as_u16();
+        (status, response.json().await.unwrap_or(Value::Null))
+    }
+
+    /// Rows in `table`.
+    pub async fn count(&self, table: &'static str) -> i64 {
+        self.scalar(format!("SELECT COUNT(*) AS n FROM {table}"))
+            .await
+    }
+
+    /// A single integer from `sql` (its column must be named `n`).
+    pub async fn scalar(&self, sql: String) -> i64 {
+        #[derive(diesel::QueryableByName)]
+        struct N {
+            #[diesel(sql_type = diesel::sql_types::BigInt)]
+            n: i64,
+        }
+        self.state
+            .db(move |conn| {
+                let rows: Vec<N> = diesel::sql_query(sql).load(conn)?;
+                Ok::<_, token_service::error::ServiceError>(rows.first().map_or(0, |r| r.n))
+            })
+            .await
+            .unwrap()
+    }
+
+    /// Blocks a user (state "blocked").
+    pub async fn block_user(&self, id: i64) {
+        let now = self.state.now();
+        self.state
+            .db(move |conn| {
+                Ok::<_, token_service::error::ServiceError>(token_service::db::users::set_state(
+                    conn, id, "blocked", now,
+                )?)
+            })
+            .await
+            .unwrap();
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        if let Some(stop) = self.grpc_stop.take() {
+            let _ = stop.send(());
+        }
+        let handle = self.web_handle.clone();
+        // Stopping is asynchronous; the runtime ends with the test anyway.
+        drop(handle.stop(false));
+        if let Some(dir) = &self.sqlite_dir {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+        if let Some((admin_url, name)) = &self.postgres {
+            if let Ok(mut admin) = PgConnection::establish(admin_url) {
+                let _ = diesel::sql_query(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                    .execute(&mut admin);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn postgres_urls_get_their_database_replaced() {
+        assert_eq!(
+            with_database("postgres://u@h:5432/postgres", "t"),
+            "postgres://u@h:5432/t"
+        );
+        assert_eq!(with_database("postgres://u@h", "t"), "postgres://u@h/t");
+        assert_eq!(
+            with_database("postgres://u@h/x?sslmode=disable", "t"),
+            "postgres://u@h/t?sslmode=disable"
+        );
+    }
+}

@@ -33,8 +33,14 @@ impl RedirectUri {
         if FORBIDDEN_SCHEMES.contains(&url.scheme()) {
             return Err("is forbidden by the server.");
         }
-        if matches!(url.scheme(), "http" | "https") && url.host_str().is_none_or(str::is_empty) {
-            return Err("must be a valid URI.");
+        if matches!(url.scheme(), "http" | "https") {
+            // The WHATWG parser repairs `https:///host` and `https:host`; a registered URI
+            // must be written out properly: scheme, `://`, a non-empty authority.
+            let rest = &value[url.scheme().len()..];
+            let authority_ok = rest.starts_with("://") && !rest[3..].starts_with('/');
+            if !authority_ok || url.host_str().is_none_or(str::is_empty) {
+                return Err("must be a valid URI.");
+            }
         }
         if url.cannot_be_a_base() && !value.starts_with("urn:ietf:wg:oauth:2.0:oob") {
             return Err("must be an absolute URI.");

@@ -66,11 +66,10 @@ impl SignInThrottle {
         let keys = Self::keys(login, ip);
         let mut retry_after = 0;
         for (key, which) in &keys {
-            if let Some(w) = windows.get(key) {
-                if now < w.started_at + window && w.count >= self.limit(*which) {
+            if let Some(w) = windows.get(key)
+                && now < w.started_at + window && w.count >= self.limit(*which) {
                     retry_after = retry_after.max((w.started_at + window - now) as u32);
                 }
-            }
         }
         if retry_after > 0 {
             return Err(retry_after);

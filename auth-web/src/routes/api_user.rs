@@ -54,10 +54,10 @@ fn bearer_error(status: StatusCode, code: &str, description: &str) -> HttpRespon
         quoted(description)
     );
     let mut builder = HttpResponse::build(status);
-    if status == StatusCode::UNAUTHORIZED {
-        if let Ok(value) = HeaderValue::from_str(&challenge) {
-            builder.insert_header((header::WWW_AUTHENTICATE, value));
-        }
+    if status == StatusCode::UNAUTHORIZED
+        && let Ok(value) = HeaderValue::from_str(&challenge)
+    {
+        builder.insert_header((header::WWW_AUTHENTICATE, value));
     }
     builder.json(json!({"error": code, "error_description": description}))
 }

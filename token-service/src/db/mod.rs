@@ -143,13 +143,11 @@ pub fn connect_and_migrate(
     connection_timeout: Duration,
 ) -> Result<DbPool, DbSetupError> {
     let target = DatabaseTarget::parse(url)?;
-    if let DatabaseTarget::Sqlite(path) = &target {
-        if let Some(parent) = std::path::Path::new(path).parent() {
-            if !parent.as_os_str().is_empty() {
+    if let DatabaseTarget::Sqlite(path) = &target
+        && let Some(parent) = std::path::Path::new(path).parent()
+            && !parent.as_os_str().is_empty() {
                 std::fs::create_dir_all(parent)?;
             }
-        }
-    }
     let pool = Pool::builder()
         .max_size(pool_size)
         // Connections open on demand: opening several at once on a new SQLite file races

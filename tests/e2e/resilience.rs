@@ -1,0 +1,44 @@
+//! When token-service is unreachable `/oauth/token` answers 503 `temporarily_unavailable`
+//! within the deadline, and recovers by itself when the service returns (SEC-DS-05).
+
+use std::time::{Duration, Instant};
+
+use doorward_tests::{Backend, TestApp, both_backends};
+use serde_json::Value;
+
+both_backends!(sec_ds_05_token_endpoint_answers_503_while_token_service_is_down_and_recovers);
+
+async fn sec_ds_05_token_endpoint_answers_503_while_token_service_is_down_and_recovers(
+    backend: Backend,
+) {
+    let mut app = TestApp::spawn(backend).await;
+    let client = app.default_client().await;
+    let cc = [("grant_type", "client_credentials")];
+    assert_eq!(app.token_basic(&client, &cc).await.status(), 200);
+
+    app.stop_token_service().await;
+    let started = Instant::now();
+    let response = app.token_basic(&client, &cc).await;
+    assert!(
+        started.elapsed() < Duration::from_secs(6),
+        "answered within the deadline"
+    );
+    assert_eq!(response.status(), 503);
+    assert!(response.headers().contains_key("www-authenticate"));
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["error"], "temporarily_unavailable");
+
+    app.restart_token_service().await;
+    let mut recovered = false;
+    for _ in 0..50 {
+        if app.token_basic(&client, &cc).await.status() == 200 {
+            recovered = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        recovered,
+        "auth-web reconnects to the returning token-service by itself"
+    );
+}

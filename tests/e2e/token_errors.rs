@@ -1,0 +1,494 @@
+//! Every bad input at `/oauth/token` gets the RFC 6749 §5.2 error with the right status and
+//! a `WWW-Authenticate` header; nothing panics, nothing answers 500, nothing is stored.
+
+use doorward_tests::{Backend, TestApp, TestClient, both_backends};
+use serde_json::Value;
+
+both_backends!(
+    malformed_requests_get_invalid_request,
+    sec_tk_01_one_client_authentication_method_post_only_no_secrets_in_url,
+    sec_ds_01_oversized_bodies_get_413_and_repeated_parameters_invalid_request,
+    client_failures_get_invalid_client_401,
+    scope_failures_get_invalid_scope,
+    sec_tk_06_grant_types_are_restricted_per_client,
+    sec_tk_07_client_credentials_tokens_cannot_pass_as_a_user,
+    sec_tk_08_password_grant_refuses_bad_credentials_generically_and_throttles,
+    sec_tk_09_blocked_users_get_no_tokens,
+    sec_ds_02_overlong_passwords_are_refused_fast,
+);
+
+/// Asserts an OAuth error response and returns its body.
+async fn assert_error(response: reqwest::Response, status: u16, code: &str) -> Value {
+    assert_eq!(response.status().as_u16(), status, "status for {code}");
+    let headers = response.headers().clone();
+    assert!(
+        headers.contains_key("www-authenticate"),
+        "{code}: WWW-Authenticate missing"
+    );
+    assert_eq!(headers["cache-control"], "no-store");
+    assert!(
+        headers["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("application/json")
+    );
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["error"], code, "{body}");
+    assert!(
+        body["error_description"]
+            .as_str()
+            .is_some_and(|d| !d.is_empty())
+    );
+    body
+}
+
+async fn post_raw(app: &TestApp, content_type: &str, body: Vec<u8>) -> reqwest::Response {
+    app.http
+        .post(app.url("/oauth/token"))
+        .header("content-type", content_type)
+        .body(body)
+        .send()
+        .await
+        .unwrap()
+}
+
+async fn malformed_requests_get_invalid_request(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let client = app.default_client().await;
+
+    let body = assert_error(app.token_basic(&client, &[]).await, 400, "invalid_request").await;
+    assert_eq!(
+        body["error_description"],
+        "Missing required parameter: grant_type."
+    );
+    assert_error(
+        app.token_basic(&client, &[("grant_type", "implicit")])
+            .await,
+        400,
+        "unsupported_grant_type",
+    )
+    .await;
+    let form = "application/x-www-form-urlencoded";
+    assert_error(
+        post_raw(&app, form, vec![0xff, 0xfe, 0x00, 0x80]).await,
+        400,
+        "invalid_request",
+    )
+    .await;
+    assert_error(
+        post_raw(&app, "application/json", b"{not json".to_vec()).await,
+        400,
+        "invalid_request",
+    )
+    .await;
+    assert_error(
+        post_raw(&app, "application/json", b"[1,2,3]".to_vec()).await,
+        400,
+        "invalid_request",
+    )
+    .await;
+    assert_error(
+        post_raw(
+            &app,
+            "application/json",
+            br#"{"grant_type":{"nested":1}}"#.to_vec(),
+        )
+        .await,
+        400,
+        "invalid_request",
+    )
+    .await;
+    assert_error(
+        post_raw(&app, "text/plain", b"grant_type=password".to_vec()).await,
+        400,
+        "invalid_request",
+    )
+    .await;
+
+    // Missing parameters of each grant.
+    let body = assert_error(
+        app.token_basic(&client, &[("grant_type", "refresh_token")])
+            .await,
+        400,
+        "invalid_request",
+    )
+    .await;
+    assert_eq!(
+        body["error_description"],
+        "Missing required parameter: refresh_token."
+    );
+    let body = assert_error(
+        app.token_basic(&client, &[("grant_type", "password"), ("password", "x")])
+            .await,
+        400,
+        "invalid_request",
+    )
+    .await;
+    assert_eq!(
+        body["error_description"],
+        "Missing required parameter: username."
+    );
+    assert_eq!(app.count("access_tokens").await, 0);
+}
+
+async fn sec_tk_01_one_client_authentication_method_post_only_no_secrets_in_url(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let a = app.default_client().await;
+    let b = app.default_client().await;
+
+    // (1) Basic and a body secret at once.
+    let response = app
+        .http
+        .post(app.url("/oauth/token"))
+        .basic_auth(&a.id, Some(&a.secret))
+        .form(&[
+            ("grant_type", "client_credentials"),
+            ("client_secret", &a.secret),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_error(response, 400, "invalid_request").await;
+    // (2) Basic for A, body client_id of B.
+    let response = app
+        .http
+        .post(app.url("/oauth/token"))
+        .basic_auth(&a.id, Some(&a.secret))
+        .form(&[("grant_type", "client_credentials"), ("client_id", &b.id)])
+        .send()
+        .await
+        .unwrap();
+    assert_error(response, 400, "invalid_request").await;
+    // (3) A wrong secret via Basic: 401 with a Basic challenge (RFC 6749 §5.2).
+    let wrong = TestClient {
+        id: a.id.clone(),
+        secret: "dwcs-wrong".into(),
+    };
+    let response = app
+        .token_basic(&wrong, &[("grant_type", "client_credentials")])
+        .await;
+    assert_eq!(
+        response.headers()["www-authenticate"],
+        "Basic realm=\"Doorward\""
+    );
+    assert_error(response, 401, "invalid_client").await;
+    // (4) The secret in the query string.
+    let response = app
+        .http
+        .post(app.url("/oauth/token"))
+        .query(&[("client_secret", &a.secret)])
+        .form(&[("grant_type", "client_credentials"), ("client_id", &a.id)])
+        .send()
+        .await
+        .unwrap();
+    assert_error(response, 400, "invalid_request").await;
+    // GET is not the token endpoint.
+    let response = app.http.get(app.url("/oauth/token")).send().await.unwrap();
+    assert_eq!(response.status(), 405);
+    // Basic with the same client_id in the body is fine (many libraries send both).
+    let response = app
+        .http
+        .post(app.url("/oauth/token"))
+        .basic_auth(&a.id, Some(&a.secret))
+        .form(&[("grant_type", "client_credentials"), ("client_id", &a.id)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(
+        app.count("access_tokens").await,
+        1,
+        "only the last request issued a token"
+    );
+}
+
+async fn sec_ds_01_oversized_bodies_get_413_and_repeated_parameters_invalid_request(
+    backend: Backend,
+) {
+    let app = TestApp::spawn(backend).await;
+    let client = app.default_client().await;
+    let huge = format!(
+        "grant_type=client_credentials&pad={}",
+        "a".repeat(1024 * 1024)
+    );
+    let response = post_raw(&app, "application/x-www-form-urlencoded", huge.into_bytes()).await;
+    assert_error(response, 413, "invalid_request").await;
+    let just_over = format!(
+        "grant_type=client_credentials&pad={}",
+        "a".repeat(64 * 1024)
+    );
+    let response = post_raw(
+        &app,
+        "application/x-www-form-urlencoded",
+        just_over.into_bytes(),
+    )
+    .await;
+    assert_error(response, 413, "invalid_request").await;
+
+    let body = format!(
+        "grant_type=client_credentials&client_id={}&client_id=other&client_secret={}",
+        client.id, client.secret
+    );
+    let response = post_raw(&app, "application/x-www-form-urlencoded", body.into_bytes()).await;
+    assert_error(response, 400, "invalid_request").await;
+    let long_scope = "api ".repeat(400);
+    let response = app
+        .token_basic(
+            &client,
+            &[("grant_type", "client_credentials"), ("scope", &long_scope)],
+        )
+        .await;
+    assert_error(response, 400, "invalid_request").await;
+    assert_eq!(app.count("access_tokens").await, 0);
+}
+
+async fn client_failures_get_invalid_client_401(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let client = app.default_client().await;
+    let cc = ("grant_type", "client_credentials");
+
+    // Unknown client, wrong secret (form), no client at all.
+    let response = app
+        .token(&[cc, ("client_id", "nope"), ("client_secret", "x")])
+        .await;
+    assert_error(response, 401, "invalid_client").await;
+    let response = app
+        .token(&[cc, ("client_id", &client.id), ("client_secret", "wrong")])
+        .await;
+    let headers = response.headers().clone();
+    let body = assert_error(response, 401, "invalid_client").await;
+    assert!(
+        headers["www-authenticate"]
+            .to_str()
+            .unwrap()
+            .starts_with("Bearer realm=\"Doorward\", error=\"invalid_client\"")
+    );
+    assert!(body.get("access_token").is_none());
+    assert_error(app.token(&[cc]).await, 401, "invalid_client").await;
+    // A confidential client that leaves its secret out.
+    assert_error(
+        app.token(&[cc, ("client_id", &client.id)]).await,
+        401,
+        "invalid_client",
+    )
+    .await;
+
+    // Basic headers that are not base64, have no colon, or use another scheme.
+    for header in [
+        "Basic %%%not-base64%%%".to_owned(),
+        format!("Basic {}", base64_encode("no-colon-here")),
+        "Basic".to_owned(),
+        "Digest username=x".to_owned(),
+    ] {
+        let response = app
+            .http
+            .post(app.url("/oauth/token"))
+            .header("authorization", header.clone())
+            .form(&[cc])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            response.headers()["www-authenticate"],
+            "Basic realm=\"Doorward\"",
+            "{header}"
+        );
+        assert_error(response, 401, "invalid_client").await;
+    }
+    assert_eq!(app.count("access_tokens").await, 0);
+}
+
+fn base64_encode(text: &str) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(text)
+}
+
+async fn scope_failures_get_invalid_scope(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let client = app.default_client().await;
+    for scope in ["bogus", "api sudo", "api\tread_user", "api \"x\""] {
+        let response = app
+            .token_basic(
+                &client,
+                &[("grant_type", "client_credentials"), ("scope", scope)],
+            )
+            .await;
+        assert_error(response, 400, "invalid_scope").await;
+    }
+    // An application registered without the default scope must ask for one.
+    let reader = app.create_client("read_user", true, true).await;
+    let response = app
+        .token_basic(&reader, &[("grant_type", "client_credentials")])
+        .await;
+    assert_error(response, 400, "invalid_scope").await;
+    assert_eq!(app.count("access_tokens").await, 0);
+}
+
+async fn sec_tk_06_grant_types_are_restricted_per_client(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    app.create_user("jane", "sekret-password").await;
+    let barred = app.create_client("api", true, false).await;
+    let public = app.create_client("api", false, true).await;
+    let password = [
+        ("grant_type", "password"),
+        ("username", "jane"),
+        ("password", "sekret-password"),
+    ];
+
+    // The application barred from the password grant.
+    let response = app.token_basic(&barred, &password).await;
+    assert_error(response, 401, "unauthorized_client").await;
+    // A public client may use neither client_credentials nor password.
+    let mut form = password.to_vec();
+    form.push(("client_id", &public.id));
+    assert_error(app.token(&form).await, 401, "unauthorized_client").await;
+    let response = app
+        .token(&[
+            ("grant_type", "client_credentials"),
+            ("client_id", &public.id),
+        ])
+        .await;
+    assert_error(response, 401, "unauthorized_client").await;
+    // Grants this server does not serve yet, and unknown ones.
+    for grant in [
+        "authorization_code",
+        "urn:ietf:params:oauth:grant-type:device_code",
+        "bogus",
+    ] {
+        let response = app.token_basic(&barred, &[("grant_type", grant)]).await;
+        assert_error(response, 400, "unsupported_grant_type").await;
+    }
+    assert_eq!(app.count("access_tokens").await, 0);
+}
+
+async fn sec_tk_07_client_credentials_tokens_cannot_pass_as_a_user(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let client = app.default_client().await;
+    let response = app
+        .token_basic(&client, &[("grant_type", "client_credentials")])
+        .await;
+    let tokens: Value = response.json().await.unwrap();
+    assert!(tokens.get("refresh_token").is_none() && tokens.get("id_token").is_none());
+    let access = tokens["access_token"].as_str().unwrap();
+    let claims: Value = jsonwebtoken::dangerous::insecure_decode::<Value>(access)
+        .unwrap()
+        .claims;
+    let sub = claims["sub"].as_str().unwrap();
+    assert_eq!(sub, format!("client:{}", client.id));
+    assert!(sub.parse::<i64>().is_err());
+    let (status, body) = app.api_user(access).await;
+    assert_eq!(status, 401, "{body}");
+}
+
+async fn sec_tk_08_password_grant_refuses_bad_credentials_generically_and_throttles(
+    backend: Backend,
+) {
+    let app = TestApp::spawn(backend).await;
+    app.create_user("jane", "sekret-password").await;
+    let client = app.default_client().await;
+    let attempt = |password: &'static str, username: &'static str| {
+        let app = &app;
+        let client = &client;
+        async move {
+            app.token_basic(
+                client,
+                &[
+                    ("grant_type", "password"),
+                    ("username", username),
+                    ("password", password),
+                ],
+            )
+            .await
+        }
+    };
+    // Unknown user and wrong password look the same.
+    let unknown = assert_error(
+        attempt("whatever-pass", "nobody").await,
+        400,
+        "invalid_grant",
+    )
+    .await;
+    let wrong = assert_error(
+        attempt("wrong-password", "jane").await,
+        400,
+        "invalid_grant",
+    )
+    .await;
+    assert_eq!(unknown, wrong);
+    // Five failures per account and IP; the sixth attempt is refused before any hashing,
+    // even with the right password, with 429 and Retry-After.
+    for _ in 0..4 {
+        assert_error(
+            attempt("wrong-password", "jane").await,
+            400,
+            "invalid_grant",
+        )
+        .await;
+    }
+    let response = attempt("sekret-password", "jane").await;
+    assert!(response.headers().contains_key("retry-after"));
+    assert_error(response, 429, "invalid_grant").await;
+    // When the window has passed, the right password works again.
+    app.clock.advance(301);
+    assert_eq!(attempt("sekret-password", "jane").await.status(), 200);
+}
+
+async fn sec_tk_09_blocked_users_get_no_tokens(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let id = app.create_user("jane", "sekret-password").await;
+    let client = app.default_client().await;
+    let tokens = app.password_grant(&client, "jane", "sekret-password").await;
+    app.block_user(id).await;
+    let response = app
+        .token_basic(
+            &client,
+            &[
+                ("grant_type", "password"),
+                ("username", "jane"),
+                ("password", "sekret-password"),
+            ],
+        )
+        .await;
+    assert_error(response, 400, "invalid_grant").await;
+    let (status, body) = app
+        .refresh(&client, tokens["refresh_token"].as_str().unwrap())
+        .await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (400, Some("invalid_grant"))
+    );
+    // SEC-RT-07: the API refuses the blocked user's access token too.
+    let (status, _) = app.api_user(tokens["access_token"].as_str().unwrap()).await;
+    assert_eq!(status, 401);
+}
+
+async fn sec_ds_02_overlong_passwords_are_refused_fast(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    app.create_user("jane", "sekret-password").await;
+    let client = app.default_client().await;
+    let long = "x".repeat(4000);
+    let response = app
+        .token_basic(
+            &client,
+            &[
+                ("grant_type", "password"),
+                ("username", "jane"),
+                ("password", &long),
+            ],
+        )
+        .await;
+    // Over the 4 KiB parameter cap at the edge, or over the 1 KiB password cap inside.
+    assert!(matches!(response.status().as_u16(), 400));
+    let long = "x".repeat(2000);
+    let response = app
+        .token_basic(
+            &client,
+            &[
+                ("grant_type", "password"),
+                ("username", "jane"),
+                ("password", &long),
+            ],
+        )
+        .await;
+    assert_error(response, 400, "invalid_grant").await;
+}

@@ -26,7 +26,10 @@ struct Cli {
 }
 
 fn main() -> std::process::ExitCode {
-    let args = Cli::parse();
+    let args = match doorward_shared::args::parse_args::<Cli>() {
+        Ok(args) => args,
+        Err(code) => return code,
+    };
     match run(args) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(err) => {

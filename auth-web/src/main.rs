@@ -18,7 +18,10 @@ struct Cli {
 
 #[actix_web::main]
 async fn main() -> std::process::ExitCode {
-    let args = Cli::parse();
+    let args = match doorward_shared::args::parse_args::<Cli>() {
+        Ok(args) => args,
+        Err(code) => return code,
+    };
     telemetry::init("info");
     match run(args).await {
         Ok(()) => std::process::ExitCode::SUCCESS,

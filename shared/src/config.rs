@@ -10,7 +10,7 @@
 use std::path::{Path, PathBuf};
 
 use figment::Figment;
-use figment::providers::{Env, Format, Toml};
+use figment::providers::{Env, Format, Serialized, Toml};
 use serde::Deserialize;
 
 use crate::secret::Secret;
@@ -219,8 +219,14 @@ impl Config {
             }
             figment = figment.merge(Toml::file(file));
         }
+        // The contract's variables are taken as plain strings (figment's Env provider would
+        // read `SERVICE_TOKEN=12345` as a number).
+        for variable in CONTRACT_VARIABLES {
+            if let Ok(value) = std::env::var(variable) {
+                figment = figment.merge(Serialized::default(&variable.to_lowercase(), value));
+            }
+        }
         let config: Config = figment
-            .merge(Env::raw().only(CONTRACT_VARIABLES))
             .merge(Env::prefixed("DOORWARD_").split("__"))
             .extract()
             .map_err(|e| ConfigError(e.to_string()))?;

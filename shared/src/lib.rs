@@ -4,6 +4,7 @@
 //! This crate must not depend on actix, Diesel or tonic servers: it is the vocabulary the two
 //! services share, not a place for either one's machinery.
 
+pub mod args;
 pub mod clock;
 pub mod config;
 pub mod oauth_error;

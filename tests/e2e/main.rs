@@ -1,10 +1,11 @@
 //! End-to-end tests: both services on free ports, real gRPC between them, real HTTP clients.
-//! Every test runs on SQLite, and on PostgreSQL when `DOORWARD_TEST_POSTGRES_URL` is set.
+//! Every test runs on SQLite, and on PostgreSQL when `TEST_POSTGRES_URL` is set.
 //! Tests named `sec_*` carry the ID of the security-checklist item they check.
 
 #![allow(clippy::unwrap_used)]
 
 mod api;
+mod grpc;
 mod refresh;
 mod resilience;
 mod seed;

@@ -19,7 +19,7 @@ use token_service::apps::ApplicationFields;
 use token_service::{AppState, TokenServiceApp};
 
 /// The environment variable with a PostgreSQL URL (any database; tests create their own).
-pub const POSTGRES_URL_VAR: &str = "DOORWARD_TEST_POSTGRES_URL";
+pub const POSTGRES_URL_VAR: &str = "TEST_POSTGRES_URL";
 
 /// Which database a test runs on.
 #[derive(Debug, Clone)]
@@ -40,7 +40,7 @@ impl Backend {
     }
 }
 
-/// Runs a test body on SQLite and, when `DOORWARD_TEST_POSTGRES_URL` is set, on PostgreSQL.
+/// Runs a test body on SQLite and, when `TEST_POSTGRES_URL` is set, on PostgreSQL.
 #[macro_export]
 macro_rules! both_backends {
     ($($name:ident),* $(,)?) => {
@@ -198,6 +198,11 @@ impl TestApp {
             sqlite_dir,
             postgres,
         }
+    }
+
+    /// `http://ADDR` of the token service's gRPC port.
+    pub fn grpc_url(&self) -> String {
+        format!("http://{}", self.grpc_addr)
     }
 
     /// An absolute URL of auth-web.
@@ -403,11 +408,11 @@ impl Drop for TestApp {
         if let Some(dir) = &self.sqlite_dir {
             let _ = std::fs::remove_dir_all(dir);
         }
-        if let Some((admin_url, name)) = &self.postgres {
-            if let Ok(mut admin) = PgConnection::establish(admin_url) {
-                let _ = diesel::sql_query(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-                    .execute(&mut admin);
-            }
+        if let Some((admin_url, name)) = &self.postgres
+            && let Ok(mut admin) = PgConnection::establish(admin_url)
+        {
+            let _ = diesel::sql_query(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                .execute(&mut admin);
         }
     }
 }

@@ -124,9 +124,10 @@ pub fn create(
 ) -> Result<(ApplicationRow, Option<Secret>), SaveError> {
     let valid = validate(fields).map_err(SaveError::Invalid)?;
     if let Some(owner) = fields.owner_id
-        && db::users::find(conn, owner)?.is_none() {
-            return Err(SaveError::Invalid(vec![field("owner", "is not a user")]));
-        }
+        && db::users::find(conn, owner)?.is_none()
+    {
+        return Err(SaveError::Invalid(vec![field("owner", "is not a user")]));
+    }
     let secret = fields.confidential.then(new_secret);
     let uid = new_uid();
     let row = db::applications::insert(

@@ -22,7 +22,10 @@ struct Cli {
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
-    let args = Cli::parse();
+    let args = match doorward_shared::args::parse_args::<Cli>() {
+        Ok(args) => args,
+        Err(code) => return code,
+    };
     match run(args).await {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(err) => {

@@ -4,7 +4,7 @@
 //! not lock the owner out from another; the account-wide counter is a loose backstop.
 //!
 //! The counters live in this process: with several token-service replicas each keeps its
-//! own, which multiplies the limits by the replica count (documented in docs/security.md).
+//! own, which multiplies the limits by the replica count (documented in docs/tokens-and-security.md).
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -67,9 +67,11 @@ impl SignInThrottle {
         let mut retry_after = 0;
         for (key, which) in &keys {
             if let Some(w) = windows.get(key)
-                && now < w.started_at + window && w.count >= self.limit(*which) {
-                    retry_after = retry_after.max((w.started_at + window - now) as u32);
-                }
+                && now < w.started_at + window
+                && w.count >= self.limit(*which)
+            {
+                retry_after = retry_after.max((w.started_at + window - now) as u32);
+            }
         }
         if retry_after > 0 {
             return Err(retry_after);

@@ -23,6 +23,7 @@ enum Presented {
     Token(String),
     Missing,
     Ambiguous,
+    Malformed,
 }
 
 /// RFC 6750 §2.1 header or §2.3 query parameter (GitLab accepts both); never both at once.
@@ -37,9 +38,11 @@ fn presented_token(req: &HttpRequest) -> Presented {
                 .eq_ignore_ascii_case("bearer")
                 .then(|| token.trim().to_owned())
         });
-    let from_query = Params::parse_query(req.query_string())
-        .ok()
-        .and_then(|q| q.owned("access_token"));
+    let from_query = match Params::parse_query(req.query_string()) {
+        Ok(query) => query.owned("access_token"),
+        // A repeated or oversized parameter must not silently drop the token.
+        Err(_) => return Presented::Malformed,
+    };
     match (from_header, from_query) {
         (Some(_), Some(_)) => Presented::Ambiguous,
         (Some(token), None) | (None, Some(token)) => Presented::Token(token),
@@ -76,6 +79,13 @@ pub async fn current_user(req: HttpRequest, state: web::Data<WebState>) -> HttpR
     let token = match presented_token(&req) {
         Presented::Token(token) => token,
         Presented::Missing => return unauthorized(),
+        Presented::Malformed => {
+            return bearer_error(
+                StatusCode::BAD_REQUEST,
+                "invalid_request",
+                "The query string is malformed.",
+            );
+        }
         Presented::Ambiguous => {
             return bearer_error(
                 StatusCode::BAD_REQUEST,

@@ -97,12 +97,12 @@ impl ManageConnection for DbManager {
             ),
         };
         if let DbConnection::Sqlite(sqlite) = &mut conn {
-            // WAL lets readers run beside the writer; NORMAL is durable across process
-            // crashes in WAL mode; busy_timeout queues writers instead of failing them.
+            // busy_timeout queues writers instead of failing them; NORMAL is durable across
+            // process crashes in WAL mode (set once in `connect_and_migrate`).
             sqlite
                 .batch_execute(
-                    "PRAGMA busy_timeout = 10000; PRAGMA journal_mode = WAL; \
-                     PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;",
+                    "PRAGMA busy_timeout = 10000; PRAGMA synchronous = NORMAL; \
+                     PRAGMA foreign_keys = ON;",
                 )
                 .map_err(r2d2::Error::QueryError)?;
         }
@@ -143,15 +143,22 @@ pub fn connect_and_migrate(
     connection_timeout: Duration,
 ) -> Result<DbPool, DbSetupError> {
     let target = DatabaseTarget::parse(url)?;
-    if let DatabaseTarget::Sqlite(path) = &target
-        && let Some(parent) = std::path::Path::new(path).parent()
-            && !parent.as_os_str().is_empty() {
-                std::fs::create_dir_all(parent)?;
-            }
+    if let DatabaseTarget::Sqlite(path) = &target {
+        if let Some(parent) = std::path::Path::new(path).parent()
+            && !parent.as_os_str().is_empty()
+        {
+            std::fs::create_dir_all(parent)?;
+        }
+        // WAL lets readers run beside the writer. The mode is stored in the file, so it is
+        // set once here, before the pool opens several connections at once.
+        let mut first = SqliteConnection::establish(path)
+            .map_err(|e| DbSetupError::Migration(format!("could not open {path}: {e}")))?;
+        first
+            .batch_execute("PRAGMA busy_timeout = 10000; PRAGMA journal_mode = WAL;")
+            .map_err(|e| DbSetupError::Migration(e.to_string()))?;
+    }
     let pool = Pool::builder()
         .max_size(pool_size)
-        // Connections open on demand: opening several at once on a new SQLite file races
-        // to switch it to WAL mode.
         .min_idle(Some(1))
         .connection_timeout(connection_timeout)
         .build(DbManager { target })?;

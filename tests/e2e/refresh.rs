@@ -49,6 +49,9 @@ async fn sec_rt_01_rotation_invalidates_the_presented_token(backend: Backend) {
     assert_ne!(refresh_of(&r2), refresh_of(&r1));
     app.clock.advance(31);
     expect_invalid_grant(&app, &client, &refresh_of(&r1)).await;
+    // Tokens that never existed, and access tokens presented as refresh tokens.
+    expect_invalid_grant(&app, &client, "garbage").await;
+    expect_invalid_grant(&app, &client, &access_of(&r2)).await;
 }
 
 async fn sec_rt_02_reuse_after_the_grace_window_revokes_the_whole_family(backend: Backend) {

@@ -9,7 +9,25 @@ both_backends!(
     client_credentials_returns_an_access_token_only,
     json_bodies_are_accepted_like_forms,
     basic_credentials_are_form_urldecoded,
+    sec_sl_04_token_responses_and_errors_are_never_cached,
 );
+
+async fn sec_sl_04_token_responses_and_errors_are_never_cached(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let client = app.default_client().await;
+    let ok = app
+        .token_basic(&client, &[("grant_type", "client_credentials")])
+        .await;
+    let refused = app.token_basic(&client, &[("grant_type", "bogus")]).await;
+    for response in [ok, refused] {
+        assert_eq!(response.headers()["cache-control"], "no-store");
+        assert_eq!(response.headers()["pragma"], "no-cache");
+        assert_eq!(
+            response.headers()["content-type"],
+            "application/json; charset=utf-8"
+        );
+    }
+}
 
 async fn seed_walkthrough_password_grant_then_api_then_refresh(backend: Backend) {
     let app = TestApp::spawn(backend).await;

@@ -13,7 +13,7 @@ both_backends!(
     sec_tk_06_grant_types_are_restricted_per_client,
     sec_tk_07_client_credentials_tokens_cannot_pass_as_a_user,
     sec_tk_08_password_grant_refuses_bad_credentials_generically_and_throttles,
-    sec_tk_09_blocked_users_get_no_tokens,
+    sec_tk_09_and_rt_07_blocked_users_get_no_tokens_and_lose_their_tokens,
     sec_ds_02_overlong_passwords_are_refused_fast,
 );
 
@@ -433,7 +433,7 @@ async fn sec_tk_08_password_grant_refuses_bad_credentials_generically_and_thrott
     assert_eq!(attempt("sekret-password", "jane").await.status(), 200);
 }
 
-async fn sec_tk_09_blocked_users_get_no_tokens(backend: Backend) {
+async fn sec_tk_09_and_rt_07_blocked_users_get_no_tokens_and_lose_their_tokens(backend: Backend) {
     let app = TestApp::spawn(backend).await;
     let id = app.create_user("jane", "sekret-password").await;
     let client = app.default_client().await;

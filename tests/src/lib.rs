@@ -105,7 +105,7 @@ fn hex_suffix(bytes: &[u8]) -> String {
 }
 
 /// A PostgreSQL URL with its database replaced.
-fn with_database(url: &str, database: &str) -> String {
+pub fn with_database(url: &str, database: &str) -> String {
     let (base, query) = match url.split_once('?') {
         Some((b, q)) => (b, Some(q)),
         None => (url, None),
@@ -397,6 +397,14 @@ impl TestApp {
     }
 }
 
+/// Drops a test database, closing any connection still open to it.
+pub fn drop_postgres_database(admin_url: &str, name: &str) {
+    if let Ok(mut admin) = PgConnection::establish(admin_url) {
+        let _ = diesel::sql_query(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+            .execute(&mut admin);
+    }
+}
+
 impl Drop for TestApp {
     fn drop(&mut self) {
         if let Some(stop) = self.grpc_stop.take() {
@@ -408,11 +416,8 @@ impl Drop for TestApp {
         if let Some(dir) = &self.sqlite_dir {
             let _ = std::fs::remove_dir_all(dir);
         }
-        if let Some((admin_url, name)) = &self.postgres
-            && let Ok(mut admin) = PgConnection::establish(admin_url)
-        {
-            let _ = diesel::sql_query(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-                .execute(&mut admin);
+        if let Some((admin_url, name)) = &self.postgres {
+            drop_postgres_database(admin_url, name);
         }
     }
 }

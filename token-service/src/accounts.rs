@@ -167,7 +167,17 @@ pub async fn authenticate_password(
     if login.len() > 255 {
         return Err(bad_credentials().into());
     }
-    if let Err(retry_after) = state.throttle.attempt(login, client_ip, state.now()) {
+    let lookup = login.to_owned();
+    let user = state
+        .db(move |conn| Ok::<_, ServiceError>(db::users::find_by_login(conn, &lookup)?))
+        .await?;
+    // Counted per account, not per spelling of it: "jane" and "jane@example.com" share one
+    // budget. Unknown logins are counted under what was typed.
+    let account = match &user {
+        Some(user) => format!("user:{}", user.id),
+        None => format!("login:{}", login.to_lowercase()),
+    };
+    if let Err(retry_after) = state.throttle.attempt(&account, client_ip, state.now()) {
         tracing::warn!(target: "audit", event = "sign_in_throttled", client_ip, "too many failed sign-in attempts");
         let mut failure = OAuthFailure::with(
             ErrorCode::InvalidGrant,
@@ -176,10 +186,6 @@ pub async fn authenticate_password(
         failure.retry_after_seconds = retry_after;
         return Err(failure.into());
     }
-    let lookup = login.to_owned();
-    let user = state
-        .db(move |conn| Ok::<_, ServiceError>(db::users::find_by_login(conn, &lookup)?))
-        .await?;
     let verified = match state
         .hasher
         .verify(user.as_ref().map(|u| u.password_hash.as_str()), password)
@@ -196,7 +202,7 @@ pub async fn authenticate_password(
         (Some(user), Verified::Yes(rehash)) if user.is_active() => (user, rehash),
         _ => return Err(bad_credentials().into()),
     };
-    state.throttle.succeeded(login, client_ip);
+    state.throttle.succeeded(&account, client_ip);
     if let Some(new_hash) = rehash {
         let state2 = state.clone();
         let id = user.id;

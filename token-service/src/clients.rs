@@ -58,3 +58,45 @@ pub fn authenticate(
         _ => Err(invalid_client().into()),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use doorward_shared::secret::sha256;
+
+    fn app(secret: &str, previous: Option<(&str, i64)>) -> ApplicationRow {
+        ApplicationRow {
+            id: 1,
+            uid: "c".into(),
+            name: "n".into(),
+            secret_hash: Some(sha256(secret.as_bytes()).to_vec()),
+            previous_secret_hash: previous.map(|(s, _)| sha256(s.as_bytes()).to_vec()),
+            previous_secret_expires_at: previous.map(|(_, until)| until),
+            redirect_uris: String::new(),
+            scopes: "api".into(),
+            confidential: true,
+            trusted: false,
+            password_grant_enabled: true,
+            owner_id: None,
+            created_at: 0,
+            updated_at: 0,
+        }
+    }
+
+    #[test]
+    fn sec_tk_02_secrets_are_compared_as_hashes_in_constant_time() {
+        // The comparison goes through `subtle` (via `constant_time_eq`); no `==` on hashes.
+        let source = include_str!("clients.rs");
+        let code = &source[..source.find("#[cfg(test)]").unwrap_or(source.len())];
+        assert!(code.contains("constant_time_eq(&presented, stored)"));
+        assert!(!code.contains("== stored") && !code.contains("secret_hash =="));
+        let app = app("new", Some(("old", 100)));
+        assert!(secret_matches(&app, "new", 50));
+        assert!(
+            secret_matches(&app, "old", 50),
+            "the previous secret works during its grace"
+        );
+        assert!(!secret_matches(&app, "old", 100), "and not after");
+        assert!(!secret_matches(&app, "wrong", 50));
+    }
+}

@@ -65,9 +65,9 @@ pub enum ServiceError {
     /// No connection could be had.
     #[error("database unavailable: {0}")]
     Pool(#[from] diesel::r2d2::PoolError),
-    /// Signing failed.
+    /// Claims could not be encoded for signing.
     #[error("token signing failed: {0}")]
-    Jwt(#[from] jsonwebtoken::errors::Error),
+    Jwt(#[from] serde_json::Error),
     /// The blocking task died.
     #[error("worker task failed: {0}")]
     Join(#[from] tokio::task::JoinError),

@@ -7,8 +7,8 @@
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
-use ed25519_dalek::pkcs8::EncodePrivateKey;
-use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use ed25519_dalek::pkcs8::{DecodePrivateKey, EncodePrivateKey};
+use jsonwebtoken::{Algorithm, DecodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
 
 use crate::db::models::SigningKeyRow;
@@ -46,7 +46,10 @@ pub enum JwtRejection {
 
 struct LoadedKeys {
     signing_kid: String,
-    signing_key: EncodingKey,
+    /// The parsed key and the JWS header (with its `kid`) already encoded: signing a token
+    /// is one JSON encoding of the claims and one Ed25519 signature.
+    signing_key: ed25519_dalek::SigningKey,
+    encoded_header: String,
     verifying: HashMap<String, DecodingKey>,
     jwks_json: String,
 }
@@ -117,16 +120,26 @@ impl KeyRing {
         &self.audience
     }
 
-    /// Signs access-token claims with the current key.
-    pub fn sign_access_token(
-        &self,
-        claims: &AccessClaims,
-    ) -> Result<String, jsonwebtoken::errors::Error> {
+    /// Signs access-token claims with the current key: a JWS compact serialization
+    /// (RFC 7515 §7.1), made here rather than by `jsonwebtoken::encode`, which would parse
+    /// the PKCS#8 key (and derive its public half) on every call. Tokens are verified with
+    /// `jsonwebtoken`, here and in the tests.
+    pub fn sign_access_token(&self, claims: &AccessClaims) -> Result<String, serde_json::Error> {
+        use ed25519_dalek::Signer;
         let keys = self.current();
-        let mut header = Header::new(Algorithm::EdDSA);
-        header.typ = Some(ACCESS_TOKEN_TYP.to_owned());
-        header.kid = Some(keys.signing_kid.clone());
-        jsonwebtoken::encode(&header, claims, &keys.signing_key)
+        let mut token = String::with_capacity(512);
+        token.push_str(&keys.encoded_header);
+        token.push('.');
+        token.push_str(&base64url(&serde_json::to_vec(claims)?));
+        let signature = keys.signing_key.sign(token.as_bytes());
+        token.push('.');
+        token.push_str(&base64url(&signature.to_bytes()));
+        Ok(token)
+    }
+
+    /// The `kid` that signs new tokens.
+    pub fn signing_kid(&self) -> String {
+        self.current().signing_kid.clone()
     }
 
     /// Checks signature, type, issuer and audience of an access token, and its expiry
@@ -167,7 +180,7 @@ impl KeyRing {
 fn build(rows: &[SigningKeyRow]) -> Result<LoadedKeys, KeyError> {
     let mut verifying = HashMap::new();
     let mut jwks = Vec::new();
-    let mut signing: Option<(String, EncodingKey)> = None;
+    let mut signing: Option<(String, ed25519_dalek::SigningKey)> = None;
     // Rows come newest first: the newest live key signs.
     for row in rows.iter().filter(|r| r.purpose == PURPOSE_ACCESS_TOKEN) {
         let corrupt = |reason: &str| KeyError::Corrupt {
@@ -184,16 +197,27 @@ fn build(rows: &[SigningKeyRow]) -> Result<LoadedKeys, KeyError> {
         verifying.insert(row.kid.clone(), decoding);
         jwks.push(jwk);
         if signing.is_none() && row.retired_at.is_none() {
-            signing = Some((row.kid.clone(), EncodingKey::from_ed_der(&row.private_key)));
+            let key = ed25519_dalek::SigningKey::from_pkcs8_der(&row.private_key)
+                .map_err(|_| corrupt("private key is not PKCS#8 Ed25519"))?;
+            signing = Some((row.kid.clone(), key));
         }
     }
     let (signing_kid, signing_key) = signing.ok_or_else(|| KeyError::Corrupt {
         kid: String::new(),
         reason: "no live access-token signing key".into(),
     })?;
+    let mut header = Header::new(Algorithm::EdDSA);
+    header.typ = Some(ACCESS_TOKEN_TYP.to_owned());
+    header.kid = Some(signing_kid.clone());
+    let encoded_header =
+        base64url(&serde_json::to_vec(&header).map_err(|e| KeyError::Corrupt {
+            kid: signing_kid.clone(),
+            reason: e.to_string(),
+        })?);
     Ok(LoadedKeys {
         signing_kid,
         signing_key,
+        encoded_header,
         verifying,
         jwks_json: serde_json::json!({ "keys": jwks }).to_string(),
     })
@@ -296,6 +320,16 @@ mod tests {
             ring.verify_access_token("garbage", 0),
             Err(JwtRejection::Invalid)
         );
+    }
+
+    #[test]
+    fn signed_tokens_carry_the_rfc_9068_header() {
+        let ring = ring();
+        let token = ring.sign_access_token(&claims(2_000)).unwrap();
+        let header = jsonwebtoken::decode_header(&token).unwrap();
+        assert_eq!(header.alg, Algorithm::EdDSA);
+        assert_eq!(header.typ.as_deref(), Some("at+jwt"));
+        assert_eq!(header.kid, Some(ring.signing_kid()));
     }
 
     #[test]

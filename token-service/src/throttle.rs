@@ -36,12 +36,11 @@ impl SignInThrottle {
         }
     }
 
-    fn keys(login: &str, ip: &str) -> [(String, usize); 3] {
-        let login = login.to_lowercase();
+    fn keys(account: &str, ip: &str) -> [(String, usize); 3] {
         [
-            (format!("a+i\u{0}{login}\u{0}{ip}"), 0),
+            (format!("a+i\u{0}{account}\u{0}{ip}"), 0),
             (format!("i\u{0}{ip}"), 1),
-            (format!("a\u{0}{login}"), 2),
+            (format!("a\u{0}{account}"), 2),
         ]
     }
 
@@ -53,8 +52,9 @@ impl SignInThrottle {
         }
     }
 
-    /// Counts an attempt, or refuses it with the seconds until the window ends.
-    pub fn attempt(&self, login: &str, ip: &str, now: i64) -> Result<(), u32> {
+    /// Counts an attempt on `account` (a stable key of the account, such as its id) from
+    /// `ip`, or refuses it with the seconds until the window ends.
+    pub fn attempt(&self, account: &str, ip: &str, now: i64) -> Result<(), u32> {
         let window = self.limits.window_seconds.max(1);
         let mut windows = match self.windows.lock() {
             Ok(w) => w,
@@ -63,7 +63,7 @@ impl SignInThrottle {
         if windows.len() > SWEEP_AT {
             windows.retain(|_, w| now < w.started_at + window);
         }
-        let keys = Self::keys(login, ip);
+        let keys = Self::keys(account, ip);
         let mut retry_after = 0;
         for (key, which) in &keys {
             if let Some(w) = windows.get(key)
@@ -93,12 +93,12 @@ impl SignInThrottle {
     }
 
     /// A successful sign-in: the attempt it counted is forgiven.
-    pub fn succeeded(&self, login: &str, ip: &str) {
+    pub fn succeeded(&self, account: &str, ip: &str) {
         let mut windows = match self.windows.lock() {
             Ok(w) => w,
             Err(poisoned) => poisoned.into_inner(),
         };
-        for (key, _) in Self::keys(login, ip) {
+        for (key, _) in Self::keys(account, ip) {
             if let Some(w) = windows.get_mut(&key) {
                 w.count = w.count.saturating_sub(1);
             }
@@ -125,7 +125,7 @@ mod tests {
         for _ in 0..3 {
             t.attempt("alice", "1.1.1.1", 100).unwrap();
         }
-        assert_eq!(t.attempt("Alice", "1.1.1.1", 110), Err(50));
+        assert_eq!(t.attempt("alice", "1.1.1.1", 110), Err(50));
         t.attempt("alice", "1.1.1.1", 160).unwrap();
     }
 

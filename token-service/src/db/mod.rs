@@ -128,6 +128,9 @@ pub enum DbSetupError {
     /// Could not connect or build the pool.
     #[error("could not open the database: {0}")]
     Pool(#[from] r2d2::PoolError),
+    /// PostgreSQL refused the connection.
+    #[error("could not connect to PostgreSQL: {0}")]
+    Connect(String),
     /// A migration failed.
     #[error("could not run the database migrations: {0}")]
     Migration(String),
@@ -143,6 +146,9 @@ pub fn connect_and_migrate(
     connection_timeout: Duration,
 ) -> Result<DbPool, DbSetupError> {
     let target = DatabaseTarget::parse(url)?;
+    if let DatabaseTarget::Postgres(url) = &target {
+        prepare_postgres(url)?;
+    }
     if let DatabaseTarget::Sqlite(path) = &target {
         if let Some(parent) = std::path::Path::new(path).parent()
             && !parent.as_os_str().is_empty()
@@ -165,6 +171,37 @@ pub fn connect_and_migrate(
     let mut conn = pool.get()?;
     run_migrations(&mut conn)?;
     Ok(pool)
+}
+
+/// Connects once to give the operator libpq's own error (the pool would only time out), and
+/// creates the database when the server is reachable but the database does not exist yet,
+/// so that `DATABASE_URL=postgres://.../doorward` works on a fresh server as SQLite does.
+fn prepare_postgres(url: &str) -> Result<(), DbSetupError> {
+    let message = match PgConnection::establish(url) {
+        Ok(_) => return Ok(()),
+        Err(e) => e.to_string(),
+    };
+    // libpq's messages span lines; the operator gets one.
+    let message = message.split_whitespace().collect::<Vec<_>>().join(" ");
+    let connect_error = || DbSetupError::Connect(message.clone());
+    if !(message.contains("database") && message.contains("does not exist")) {
+        return Err(connect_error());
+    }
+    let mut parsed = url::Url::parse(url).map_err(|_| connect_error())?;
+    let name = parsed.path().trim_start_matches('/').to_owned();
+    let plain_name = !name.is_empty()
+        && name.len() <= 63
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+    if !plain_name {
+        return Err(connect_error());
+    }
+    parsed.set_path("/postgres");
+    let mut maintenance = PgConnection::establish(parsed.as_str()).map_err(|_| connect_error())?;
+    maintenance
+        .batch_execute(&format!("CREATE DATABASE \"{name}\""))
+        .map_err(|e| DbSetupError::Connect(format!("could not create database {name}: {e}")))?;
+    tracing::info!(database = %name, "created the PostgreSQL database");
+    Ok(())
 }
 
 /// Applies every pending migration of the connection's backend.

@@ -84,7 +84,7 @@ fn run(args: Cli) -> anyhow::Result<()> {
         tracing::info!(url = %format!("http://{}", auth_web.local_addr()), "auth-web listening (HTTP)");
         let handle = auth_web.handle();
         actix_web::rt::spawn(async move {
-            let _ = tokio::signal::ctrl_c().await;
+            doorward_shared::signals::shutdown_requested().await;
             tracing::info!("shutting down");
             handle.stop(true).await;
         });

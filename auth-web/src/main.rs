@@ -45,7 +45,7 @@ async fn run(args: Cli) -> anyhow::Result<()> {
     tracing::info!(addr = %app.local_addr(), token_service = %upstream, "auth-web listening (HTTP)");
     let handle = app.handle();
     tokio::spawn(async move {
-        let _ = tokio::signal::ctrl_c().await;
+        doorward_shared::signals::shutdown_requested().await;
         handle.stop(true).await;
     });
     app.run().await?;

@@ -40,7 +40,8 @@ pub struct Config {
     pub auth_web_addr: String,
     /// The issuer and the base of every URL Doorward hands out (no trailing slash).
     pub public_url: String,
-    /// Where the all-in-one mode keeps its files (the SQLite database by default).
+    /// Where Doorward keeps its files: the SQLite database (`doorward.db`) when
+    /// `database_url` is not set.
     pub data_dir: PathBuf,
     /// When set, token-service accepts internal RPCs only with
     /// `authorization: Bearer <service_token>`, and auth-web sends it.
@@ -226,10 +227,13 @@ impl Config {
                 figment = figment.merge(Serialized::default(&variable.to_lowercase(), value));
             }
         }
-        let config: Config = figment
-            .merge(Env::prefixed("DOORWARD_").split("__"))
-            .extract()
-            .map_err(|e| ConfigError(e.to_string()))?;
+        let figment = figment.merge(Env::prefixed("DOORWARD_").split("__"));
+        let mut config: Config = figment.extract().map_err(|e| ConfigError(e.to_string()))?;
+        // Without a database URL of its own, the embedded database lives in the data folder.
+        if figment.find_value("database_url").is_err() {
+            config.database_url =
+                format!("sqlite://{}", config.data_dir.join("doorward.db").display());
+        }
         config.validate()?;
         Ok(config)
     }

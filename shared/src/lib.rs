@@ -10,6 +10,7 @@ pub mod config;
 pub mod oauth_error;
 pub mod scope;
 pub mod secret;
+pub mod signals;
 pub mod telemetry;
 
 pub use clock::{Clock, ManualClock, SystemClock};

@@ -8,6 +8,7 @@ use tonic_health::pb::health_client::HealthClient;
 
 both_backends!(
     grpc_health_reports_serving,
+    grpc_reflection_lists_the_doorward_services,
     oauth_refusals_travel_as_data_not_as_grpc_errors,
     internal_rpcs_require_the_service_token_when_one_is_configured,
 );
@@ -74,4 +75,45 @@ async fn internal_rpcs_require_the_service_token_when_one_is_configured(backend:
         .unwrap();
     let status = tokens.get_jwks(pb::Empty {}).await.unwrap_err();
     assert_eq!(status.code(), tonic::Code::Unauthenticated);
+}
+
+async fn grpc_reflection_lists_the_doorward_services(backend: Backend) {
+    use tonic_reflection::pb::v1::ServerReflectionRequest;
+    use tonic_reflection::pb::v1::server_reflection_client::ServerReflectionClient;
+    use tonic_reflection::pb::v1::server_reflection_request::MessageRequest;
+    use tonic_reflection::pb::v1::server_reflection_response::MessageResponse;
+
+    let app = TestApp::spawn(backend).await;
+    let channel = tonic::transport::Channel::from_shared(app.grpc_url())
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut reflection = ServerReflectionClient::new(channel);
+    let request = ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(MessageRequest::ListServices(String::new())),
+    };
+    let mut responses = reflection
+        .server_reflection_info(futures::stream::iter([request]))
+        .await
+        .unwrap()
+        .into_inner();
+    let response = responses.message().await.unwrap().unwrap();
+    let Some(MessageResponse::ListServicesResponse(list)) = response.message_response else {
+        panic!("expected a service list");
+    };
+    let names: Vec<String> = list.service.into_iter().map(|s| s.name).collect();
+    for expected in [
+        "doorward.v1.TokenService",
+        "doorward.v1.TokenValidation",
+        "doorward.v1.Users",
+        "doorward.v1.Applications",
+        "grpc.health.v1.Health",
+    ] {
+        assert!(
+            names.iter().any(|n| n == expected),
+            "{expected} missing from {names:?}"
+        );
+    }
 }

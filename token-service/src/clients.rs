@@ -50,7 +50,9 @@ pub fn authenticate(
         }
         return Err(invalid_client().into());
     };
-    match (&client.client_secret, app.confidential) {
+    // A blank secret is no secret: public clients that send `id:` in Basic are accepted.
+    let secret = client.client_secret.as_deref().filter(|s| !s.is_empty());
+    match (secret, app.confidential) {
         (Some(secret), true) if secret_matches(&app, secret, now) => Ok(app),
         // A public client authenticates with its client_id alone; one that sends a secret
         // sends a wrong one (it has none), as doorkeeper rules.

@@ -85,16 +85,22 @@ impl KeyRing {
         audience: &str,
         now: i64,
     ) -> Result<Self, KeyError> {
-        let mut rows = db::signing_keys::list(conn)?;
-        if !rows
-            .iter()
-            .any(|r| r.purpose == PURPOSE_ACCESS_TOKEN && r.retired_at.is_none())
-        {
+        // Replicas starting together on an empty database must agree on one first key: the
+        // check and the insert run in one write transaction, serialised by the table lock.
+        let rows = db::write_transaction(conn, |conn| -> Result<_, KeyError> {
+            db::signing_keys::lock_for_first_key(conn)?;
+            let rows = db::signing_keys::list(conn)?;
+            if rows
+                .iter()
+                .any(|r| r.purpose == PURPOSE_ACCESS_TOKEN && r.retired_at.is_none())
+            {
+                return Ok(rows);
+            }
             let row = generate_ed25519(now)?;
             db::signing_keys::insert(conn, &row)?;
             tracing::info!(kid = %row.kid, "generated the first access-token signing key");
-            rows = db::signing_keys::list(conn)?;
-        }
+            Ok(db::signing_keys::list(conn)?)
+        })?;
         let keys = build(&rows)?;
         Ok(Self {
             keys: RwLock::new(Arc::new(keys)),

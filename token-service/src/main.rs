@@ -56,7 +56,7 @@ async fn run(args: Cli) -> anyhow::Result<()> {
             let app = TokenServiceApp::build(config, Arc::new(SystemClock)).await?;
             tracing::info!(addr = %app.local_addr()?, "token-service listening (gRPC)");
             app.run(async {
-                let _ = tokio::signal::ctrl_c().await;
+                doorward_shared::signals::shutdown_requested().await;
             })
             .await
         }

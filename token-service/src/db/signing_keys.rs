@@ -2,6 +2,8 @@
 
 use diesel::prelude::*;
 
+use diesel::connection::SimpleConnection;
+
 use super::DbConnection;
 use super::models::SigningKeyRow;
 use super::schema::signing_keys;
@@ -20,4 +22,15 @@ pub fn insert(conn: &mut DbConnection, row: &SigningKeyRow) -> QueryResult<()> {
         .values(row)
         .execute(conn)?;
     Ok(())
+}
+
+/// Serialises first-start key generation between replicas. SQLite's `BEGIN IMMEDIATE`
+/// already does; PostgreSQL needs a lock that conflicts with itself.
+pub fn lock_for_first_key(conn: &mut DbConnection) -> QueryResult<()> {
+    match conn {
+        DbConnection::Pg(pg) => {
+            pg.batch_execute("LOCK TABLE signing_keys IN SHARE ROW EXCLUSIVE MODE")
+        }
+        DbConnection::Sqlite(_) => Ok(()),
+    }
 }

@@ -136,7 +136,7 @@ pub async fn create(state: &AppState, account: NewAccount) -> Result<UserRow, Cr
                     account.name.trim()
                 };
                 let email = account.email.to_lowercase();
-                Ok(db::users::insert(
+                let inserted = db::users::insert(
                     conn,
                     &NewUser {
                         username: &account.username,
@@ -148,7 +148,20 @@ pub async fn create(state: &AppState, account: NewAccount) -> Result<UserRow, Cr
                         created_at: now,
                         updated_at: now,
                     },
-                )?)
+                );
+                match inserted {
+                    Ok(user) => Ok(user),
+                    // A concurrent sign-up took the name between the check and the insert
+                    // (PostgreSQL; SQLite's write transaction is exclusive).
+                    Err(diesel::result::Error::DatabaseError(
+                        diesel::result::DatabaseErrorKind::UniqueViolation,
+                        _,
+                    )) => Err(CreateError::Invalid(vec![field(
+                        "username",
+                        "or e-mail has already been taken",
+                    )])),
+                    Err(e) => Err(e.into()),
+                }
             })
         })
         .await

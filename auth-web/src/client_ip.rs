@@ -28,18 +28,23 @@ impl TrustedProxies {
         if !self.0.contains(&peer) {
             return peer.to_string();
         }
-        let forwarded = req
+        // Walk the hops from the right (the nearest proxy first), skipping trusted proxies;
+        // the first hop that is not one of ours is the client. An unreadable hop ends the
+        // walk: anything left of it was written by the client and cannot be believed.
+        let hops: Vec<&str> = req
             .headers()
             .get_all("x-forwarded-for")
             .filter_map(|v| v.to_str().ok())
             .flat_map(|v| v.split(','))
-            .filter_map(|hop| hop.trim().parse::<IpAddr>().ok())
-            .collect::<Vec<_>>();
-        forwarded
-            .into_iter()
-            .rev()
-            .find(|ip| !self.0.contains(ip))
-            .unwrap_or(peer)
-            .to_string()
+            .collect();
+        let mut client = peer;
+        for hop in hops.iter().rev() {
+            match hop.trim().parse::<IpAddr>() {
+                Ok(ip) if self.0.contains(&ip) => client = ip,
+                Ok(ip) => return ip.to_string(),
+                Err(_) => break,
+            }
+        }
+        client.to_string()
     }
 }

@@ -94,7 +94,7 @@ pub struct PasswordConfig {
     pub max_length: usize,
 }
 
-/// Throttling of password checks (SEC-RL-01/02), per account+IP, per IP and per account.
+/// Throttling of password checks (SEC-RL-01/02), per account+IP and per IP.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct SignInLimitConfig {
@@ -102,8 +102,6 @@ pub struct SignInLimitConfig {
     pub per_account_and_ip: u32,
     /// Failures allowed from one IP, over all accounts, within the window.
     pub per_ip: u32,
-    /// Failures allowed for one account from all IPs within the window.
-    pub per_account: u32,
     /// The window, in seconds.
     pub window_seconds: i64,
 }
@@ -180,7 +178,6 @@ impl Default for SignInLimitConfig {
         Self {
             per_account_and_ip: 5,
             per_ip: 30,
-            per_account: 50,
             window_seconds: 300,
         }
     }
@@ -245,10 +242,37 @@ impl Config {
                 self.public_url
             )));
         }
-        if self.tokens.access_token_ttl_seconds <= 0 {
+        let tokens = &self.tokens;
+        if tokens.access_token_ttl_seconds <= 0
+            || tokens.refresh_idle_ttl_seconds <= 0
+            || tokens.refresh_max_age_seconds <= 0
+        {
             return Err(ConfigError(
-                "tokens.access_token_ttl_seconds must be positive".into(),
+                "token lifetimes (tokens.*_seconds) must be positive".into(),
             ));
+        }
+        // SEC-RT-03: the grace window is for concurrent retries, not a second lifetime.
+        if !(0..=60).contains(&tokens.refresh_grace_seconds) {
+            return Err(ConfigError(
+                "tokens.refresh_grace_seconds must be between 0 and 60".into(),
+            ));
+        }
+        if let Some(token) = &self.service_token
+            && token.expose().len() < 16
+        {
+            return Err(ConfigError(
+                "SERVICE_TOKEN must be at least 16 characters (or unset)".into(),
+            ));
+        }
+        if let Some(bad) = self
+            .web
+            .trusted_proxies
+            .iter()
+            .find(|p| p.trim().parse::<std::net::IpAddr>().is_err())
+        {
+            return Err(ConfigError(format!(
+                "web.trusted_proxies: {bad:?} is not an IP address (CIDR ranges are not supported)"
+            )));
         }
         Ok(())
     }
@@ -278,6 +302,25 @@ mod tests {
         assert_eq!(config.auth_web_addr, "127.0.0.1:3000");
         assert_eq!(config.issuer(), "http://127.0.0.1:3000");
         assert_eq!(config.tokens.access_token_ttl_seconds, 7200);
+    }
+
+    #[test]
+    fn unsafe_settings_are_refused_at_load() {
+        let short_token = Config {
+            service_token: Some(Secret::new("")),
+            ..Config::default()
+        };
+        assert!(
+            short_token.validate().is_err(),
+            "an empty service token would accept anyone"
+        );
+        let mut long_grace = Config::default();
+        long_grace.tokens.refresh_grace_seconds = 3600;
+        assert!(long_grace.validate().is_err());
+        let mut cidr = Config::default();
+        cidr.web.trusted_proxies = vec!["10.0.0.0/8".into()];
+        assert!(cidr.validate().is_err());
+        assert!(Config::default().validate().is_ok());
     }
 
     #[test]

@@ -1,13 +1,15 @@
 //! Database set-up as an operator meets it: a PostgreSQL database that does not exist yet is
 //! created on first start, and a bad URL is a clear error.
 
-use doorward_tests::{Backend, POSTGRES_URL_VAR};
+use doorward_tests::Backend;
 use std::time::Duration;
 
 #[tokio::test]
 async fn a_missing_postgres_database_is_created_and_migrated_on_first_start() {
     let Some(Backend::Postgres(admin_url)) = Backend::postgres() else {
-        eprintln!("skipped: {POSTGRES_URL_VAR} is not set");
+        doorward_tests::skip_postgres(
+            "a_missing_postgres_database_is_created_and_migrated_on_first_start",
+        );
         return;
     };
     let name = format!("doorward_fresh_{}", std::process::id());

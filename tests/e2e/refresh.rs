@@ -194,21 +194,38 @@ async fn sec_rt_05_refresh_tokens_are_bound_to_client_and_scope(backend: Backend
         response.json::<Value>().await.unwrap()["error"],
         "invalid_scope"
     );
-    let response = app
+
+    // RFC 6749 §6: a narrowed access token does not shrink the refresh token's scope.
+    let wide = app
+        .token_basic(
+            &a,
+            &[
+                ("grant_type", "password"),
+                ("username", "jane"),
+                ("password", "sekret-password"),
+                ("scope", "api read_user"),
+            ],
+        )
+        .await
+        .json::<Value>()
+        .await
+        .unwrap();
+    let narrow = app
         .token_basic(
             &a,
             &[
                 ("grant_type", "refresh_token"),
-                ("refresh_token", &refresh_of(&tokens)),
+                ("refresh_token", &refresh_of(&wide)),
                 ("scope", "read_user"),
             ],
         )
         .await;
-    assert_eq!(response.status(), 200);
-    assert_eq!(
-        response.json::<Value>().await.unwrap()["scope"],
-        "read_user"
-    );
+    assert_eq!(narrow.status(), 200);
+    let narrow: Value = narrow.json().await.unwrap();
+    assert_eq!(narrow["scope"], "read_user");
+    let (status, again) = app.refresh(&a, &refresh_of(&narrow)).await;
+    assert_eq!(status, 200);
+    assert_eq!(again["scope"], "api read_user");
 }
 
 async fn sec_rt_06_idle_and_absolute_expiry(backend: Backend) {

@@ -177,7 +177,7 @@ pub async fn authenticate_password(
 ) -> Result<UserRow, GrantError> {
     let bad_credentials =
         || OAuthFailure::with(ErrorCode::InvalidGrant, "Invalid username or password.");
-    if login.len() > 255 {
+    if login.len() > 255 || login.contains('\0') {
         return Err(bad_credentials().into());
     }
     let lookup = login.to_owned();

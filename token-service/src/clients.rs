@@ -41,8 +41,9 @@ pub fn authenticate(
     client: Option<&pb::ClientAuthentication>,
     now: i64,
 ) -> Result<ApplicationRow, GrantError> {
+    // No client id contains NUL (PostgreSQL text cannot even hold one).
     let client = client
-        .filter(|c| !c.client_id.is_empty())
+        .filter(|c| !c.client_id.is_empty() && !c.client_id.contains('\0'))
         .ok_or_else(invalid_client)?;
     let Some(app) = db::applications::find_by_uid(conn, &client.client_id)? else {
         if let Some(secret) = &client.client_secret {

@@ -83,6 +83,12 @@ impl From<ServiceError> for tonic::Status {
             ServiceError::Pool(_) | ServiceError::Hash(HashError::Overloaded) => {
                 tonic::Status::unavailable("the token service is temporarily unavailable")
             }
+            // SQLite still busy after its timeout: overload, worth a retry, not a bug.
+            ServiceError::Db(diesel::result::Error::DatabaseError(_, info))
+                if info.message().contains("database is locked") =>
+            {
+                tonic::Status::unavailable("the database is busy")
+            }
             _ => tonic::Status::internal("internal error"),
         }
     }

@@ -28,6 +28,8 @@ pub enum RefreshPlan {
         refresh_token: Secret,
         /// The new row's jti, already recorded on the predecessor.
         jti: String,
+        /// The refresh token's scope, carried over unchanged (RFC 6749 §6).
+        refresh_scopes: String,
     },
 }
 
@@ -87,18 +89,25 @@ pub fn mint(
     now: i64,
 ) -> Result<pb::TokenSet, ServiceError> {
     let ttl = state.config.tokens.access_token_ttl_seconds;
-    let (jti, refresh_token, family) = match refresh {
-        RefreshPlan::None => (random_id(), None, None),
-        RefreshPlan::NewFamily => (random_id(), Some(random_token()), Some((random_id(), now))),
+    let (jti, refresh_token, family, refresh_scopes) = match refresh {
+        RefreshPlan::None => (random_id(), None, None, None),
+        RefreshPlan::NewFamily => (
+            random_id(),
+            Some(random_token()),
+            Some((random_id(), now)),
+            Some(scopes.to_string()),
+        ),
         RefreshPlan::Successor {
             family_id,
             family_created_at,
             refresh_token,
             jti,
+            refresh_scopes,
         } => (
             jti,
             Some(refresh_token),
             Some((family_id, family_created_at)),
+            Some(refresh_scopes),
         ),
     };
     let row = AccessTokenRow {
@@ -115,6 +124,7 @@ pub fn mint(
         refresh_rotated_at: None,
         successor_jti: None,
         grant_id: None,
+        refresh_scopes,
     };
     db::tokens::insert(conn, &row)?;
     token_set(state, &row, &app.uid, refresh_token.as_ref(), now)

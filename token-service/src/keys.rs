@@ -329,6 +329,28 @@ mod tests {
     }
 
     #[test]
+    fn a_token_with_our_kid_signed_by_another_key_is_invalid() {
+        use ed25519_dalek::Signer;
+        let ours = ring();
+        let theirs = ring();
+        let genuine = ours.sign_access_token(&claims(2_000)).unwrap();
+        let signing_input = genuine.rsplit_once('.').unwrap().0;
+        let forged_signature = theirs.current().signing_key.sign(signing_input.as_bytes());
+        let forged = format!(
+            "{signing_input}.{}",
+            base64url(&forged_signature.to_bytes())
+        );
+        assert_eq!(
+            ours.verify_access_token(&genuine, 0).map(|c| c.jti),
+            Ok("j".into())
+        );
+        assert_eq!(
+            ours.verify_access_token(&forged, 0),
+            Err(JwtRejection::Invalid)
+        );
+    }
+
+    #[test]
     fn signed_tokens_carry_the_rfc_9068_header() {
         let ring = ring();
         let token = ring.sign_access_token(&claims(2_000)).unwrap();

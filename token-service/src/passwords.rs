@@ -3,7 +3,6 @@
 //! endpoint (SEC-DS-02). Requests beyond the queue are shed.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 
 use argon2::password_hash::{PasswordHash, PasswordHasher as _, PasswordVerifier as _, SaltString};
 use argon2::{Algorithm, Argon2, Params, Version};
@@ -41,10 +40,9 @@ pub enum Verified {
 pub struct PasswordHasher {
     params: Params,
     slots: Arc<Semaphore>,
-    /// Hashes running or waiting for a slot.
-    in_flight: Arc<AtomicUsize>,
-    /// Running plus queued hashes allowed before shedding.
-    capacity: usize,
+    /// Admission tickets: running plus queued hashes allowed before shedding. A ticket is
+    /// an owned permit, so a request that is cancelled while it waits gives it back.
+    admission: Arc<Semaphore>,
     max_length: usize,
     /// Verified against when the user does not exist, so that both cases take as long.
     dummy_hash: Arc<String>,
@@ -68,8 +66,7 @@ impl PasswordHasher {
         Ok(Self {
             params,
             slots: Arc::new(Semaphore::new(concurrency)),
-            in_flight: Arc::new(AtomicUsize::new(0)),
-            capacity: concurrency + config.max_queued_hashes,
+            admission: Arc::new(Semaphore::new(concurrency + config.max_queued_hashes)),
             max_length: config.max_length,
             dummy_hash: Arc::new(dummy_hash),
         })
@@ -133,27 +130,25 @@ impl PasswordHasher {
         &self,
         work: impl FnOnce() -> Result<T, HashError> + Send + 'static,
     ) -> Result<T, HashError> {
-        if self.in_flight.fetch_add(1, Ordering::SeqCst) >= self.capacity {
-            self.in_flight.fetch_sub(1, Ordering::SeqCst);
-            return Err(HashError::Overloaded);
-        }
-        let result = async {
-            let permit = self
-                .slots
-                .clone()
-                .acquire_owned()
-                .await
-                .map_err(|e| HashError::Internal(e.to_string()))?;
-            tokio::task::spawn_blocking(move || {
-                let _permit = permit;
-                work()
-            })
+        let _ticket = self
+            .admission
+            .clone()
+            .try_acquire_owned()
+            .map_err(|_| HashError::Overloaded)?;
+        let permit = self
+            .slots
+            .clone()
+            .acquire_owned()
             .await
-            .map_err(|e| HashError::Internal(e.to_string()))?
-        }
-        .await;
-        self.in_flight.fetch_sub(1, Ordering::SeqCst);
-        result
+            .map_err(|e| HashError::Internal(e.to_string()))?;
+        // The slot moves into the blocking task: if the caller goes away, the hash still
+        // finishes before its slot is free, so running hashes never exceed the slots.
+        tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            work()
+        })
+        .await
+        .map_err(|e| HashError::Internal(e.to_string()))?
     }
 }
 
@@ -224,6 +219,37 @@ mod tests {
             Verified::Yes(Some(rehash)) => assert!(rehash.contains("m=2048,t=1,p=1")),
             other => panic!("expected a rehash, got {other:?}"),
         }
+    }
+
+    #[tokio::test]
+    async fn cancelled_requests_give_their_admission_back() {
+        let hasher = PasswordHasher::new(&PasswordConfig {
+            max_concurrent_hashes: Some(1),
+            max_queued_hashes: 1,
+            ..config()
+        })
+        .unwrap();
+        // Start and abandon many more requests than there is room for.
+        for _ in 0..50 {
+            let secret = Secret::new("abandoned-pw");
+            let pending = hasher.hash(&secret);
+            let _ = tokio::time::timeout(std::time::Duration::from_micros(1), pending).await;
+        }
+        // Every abandoned request gave its ticket back: new work is admitted.
+        let mut admitted = false;
+        for _ in 0..200 {
+            match hasher.hash(&Secret::new("after-the-storm")).await {
+                Ok(_) => {
+                    admitted = true;
+                    break;
+                }
+                Err(HashError::Overloaded) => {
+                    tokio::time::sleep(std::time::Duration::from_millis(10)).await
+                }
+                Err(e) => panic!("{e}"),
+            }
+        }
+        assert!(admitted);
     }
 
     #[tokio::test]

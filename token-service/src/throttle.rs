@@ -1,7 +1,7 @@
-//! Throttling of password checks (SEC-RL-01, SEC-RL-02): counters per account+IP, per IP
-//! and per account, incremented *before* the password is checked so that parallel guesses
-//! cannot slip past. The account+IP dimension is the tight one, so failures from one IP do
-//! not lock the owner out from another; the account-wide counter is a loose backstop.
+//! Throttling of password checks (SEC-RL-01, SEC-RL-02): counters per account+IP and per
+//! IP, incremented *before* the password is checked so that parallel guesses cannot slip
+//! past. There is deliberately no account-wide lock: failures from other IPs never lock the
+//! owner out (SEC-RL-02); the per-IP counter bounds how fast any one source can guess.
 //!
 //! The counters live in this process: with several token-service replicas each keeps its
 //! own, which multiplies the limits by the replica count (documented in docs/tokens-and-security.md).
@@ -21,34 +21,41 @@ struct Window {
 #[derive(Debug)]
 pub struct SignInThrottle {
     limits: SignInLimitConfig,
-    windows: Mutex<HashMap<String, Window>>,
+    state: Mutex<Windows>,
 }
 
-/// Entries kept before expired windows are swept, bounding memory.
+#[derive(Debug, Default)]
+struct Windows {
+    windows: HashMap<String, Window>,
+    last_sweep: i64,
+}
+
+/// Entries kept before expired windows are swept (at most once a second).
 const SWEEP_AT: usize = 100_000;
+/// Entries beyond which, even after a sweep, the counters start over: memory stays bounded
+/// whatever a flood of distinct IPs does.
+const HARD_CAP: usize = 1_000_000;
 
 impl SignInThrottle {
     /// Counters with the configured limits.
     pub fn new(limits: SignInLimitConfig) -> Self {
         Self {
             limits,
-            windows: Mutex::new(HashMap::new()),
+            state: Mutex::new(Windows::default()),
         }
     }
 
-    fn keys(account: &str, ip: &str) -> [(String, usize); 3] {
+    fn keys(account: &str, ip: &str) -> [(String, u32); 2] {
         [
             (format!("a+i\u{0}{account}\u{0}{ip}"), 0),
             (format!("i\u{0}{ip}"), 1),
-            (format!("a\u{0}{account}"), 2),
         ]
     }
 
-    fn limit(&self, which: usize) -> u32 {
+    fn limit(&self, which: u32) -> u32 {
         match which {
             0 => self.limits.per_account_and_ip,
-            1 => self.limits.per_ip,
-            _ => self.limits.per_account,
+            _ => self.limits.per_ip,
         }
     }
 
@@ -56,13 +63,20 @@ impl SignInThrottle {
     /// `ip`, or refuses it with the seconds until the window ends.
     pub fn attempt(&self, account: &str, ip: &str, now: i64) -> Result<(), u32> {
         let window = self.limits.window_seconds.max(1);
-        let mut windows = match self.windows.lock() {
+        let mut guard = match self.state.lock() {
             Ok(w) => w,
             Err(poisoned) => poisoned.into_inner(),
         };
-        if windows.len() > SWEEP_AT {
-            windows.retain(|_, w| now < w.started_at + window);
+        let state = &mut *guard;
+        if state.windows.len() > SWEEP_AT && now > state.last_sweep {
+            state.last_sweep = now;
+            state.windows.retain(|_, w| now < w.started_at + window);
+            if state.windows.len() > HARD_CAP {
+                tracing::warn!(target: "audit", event = "sign_in_throttle_reset", "too many live throttle windows; starting over");
+                state.windows.clear();
+            }
         }
+        let windows = &mut state.windows;
         let keys = Self::keys(account, ip);
         let mut retry_after = 0;
         for (key, which) in &keys {
@@ -94,12 +108,12 @@ impl SignInThrottle {
 
     /// A successful sign-in: the attempt it counted is forgiven.
     pub fn succeeded(&self, account: &str, ip: &str) {
-        let mut windows = match self.windows.lock() {
+        let mut guard = match self.state.lock() {
             Ok(w) => w,
             Err(poisoned) => poisoned.into_inner(),
         };
         for (key, _) in Self::keys(account, ip) {
-            if let Some(w) = windows.get_mut(&key) {
+            if let Some(w) = guard.windows.get_mut(&key) {
                 w.count = w.count.saturating_sub(1);
             }
         }
@@ -114,7 +128,6 @@ mod tests {
         SignInThrottle::new(SignInLimitConfig {
             per_account_and_ip: 3,
             per_ip: 10,
-            per_account: 50,
             window_seconds: 60,
         })
     }

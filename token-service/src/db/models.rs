@@ -96,6 +96,8 @@ pub struct AccessTokenRow {
     pub refresh_rotated_at: Option<i64>,
     pub successor_jti: Option<String>,
     pub grant_id: Option<i64>,
+    /// The refresh token's scope (RFC 6749 §6: unchanged by narrowing refreshes).
+    pub refresh_scopes: Option<String>,
 }
 
 /// A signing key row.

@@ -70,6 +70,7 @@ diesel::table! {
         refresh_rotated_at -> Nullable<BigInt>,
         successor_jti -> Nullable<Text>,
         grant_id -> Nullable<BigInt>,
+        refresh_scopes -> Nullable<Text>,
     }
 }
 

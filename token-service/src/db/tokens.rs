@@ -77,6 +77,22 @@ pub fn claim_refresh(
     Ok(updated == 1)
 }
 
+/// Serialises work on one refresh family until the transaction ends. On PostgreSQL (READ
+/// COMMITTED) a family revocation could otherwise miss a successor that a concurrent
+/// rotation inserted but had not committed yet; SQLite's `BEGIN IMMEDIATE` already
+/// serialises every writer.
+pub fn lock_family(conn: &mut DbConnection, family_id: &str) -> QueryResult<()> {
+    match conn {
+        DbConnection::Pg(pg) => {
+            diesel::sql_query("SELECT pg_advisory_xact_lock(hashtext($1))")
+                .bind::<diesel::sql_types::Text, _>(family_id)
+                .execute(pg)?;
+            Ok(())
+        }
+        DbConnection::Sqlite(_) => Ok(()),
+    }
+}
+
 /// Revokes every live token of a refresh family in one set-based statement.
 pub fn revoke_family(conn: &mut DbConnection, family_id: &str, now: i64) -> QueryResult<usize> {
     diesel::update(

@@ -74,7 +74,14 @@ fn rotate(
     now: i64,
 ) -> Result<Result<pb::TokenSet, OAuthFailure>, ServiceError> {
     let tokens = &state.config.tokens;
-    let Some(mut row) = db::tokens::find_by_refresh_hash(conn, &presented.sha256())? else {
+    let Some(found) = db::tokens::find_by_refresh_hash(conn, &presented.sha256())? else {
+        return Ok(Err(super::invalid_grant()));
+    };
+    // Everything below runs with the family locked, on a fresh read of the row.
+    if let Some(family_id) = &found.family_id {
+        db::tokens::lock_family(conn, family_id)?;
+    }
+    let Some(mut row) = db::tokens::find(conn, &found.jti)? else {
         return Ok(Err(super::invalid_grant()));
     };
     // RFC 6749 §6 / SEC-RT-05: bound to the client it was issued to.
@@ -109,7 +116,13 @@ fn rotate(
                 "The refresh token has expired.",
             )));
         }
-        let granted = ScopeSet::parse(&row.scopes).unwrap_or_default();
+        // RFC 6749 §6: the refresh token's own scope bounds the request, and passes on
+        // unchanged to the successor even when this access token is narrower.
+        let refresh_scopes = row
+            .refresh_scopes
+            .clone()
+            .unwrap_or_else(|| row.scopes.clone());
+        let granted = ScopeSet::parse(&refresh_scopes).unwrap_or_default();
         let scopes = match requested_scope.map(str::trim).filter(|s| !s.is_empty()) {
             None => granted,
             // Narrowing is allowed, widening is not (RFC 6749 §6).
@@ -136,6 +149,7 @@ fn rotate(
                     family_created_at,
                     refresh_token,
                     jti: successor_jti,
+                    refresh_scopes,
                 },
                 now,
             )?;
@@ -144,6 +158,10 @@ fn rotate(
         // Another transaction rotated it between our read and our claim (PostgreSQL):
         // read what it did and continue as a retry.
         match db::tokens::find(conn, &row.jti)? {
+            // Revoked meanwhile (not rotated): nothing was reused.
+            Some(current) if current.revoked_at.is_some() => {
+                return Ok(Err(super::invalid_grant()));
+            }
             Some(current) => row = current,
             None => return Ok(Err(super::invalid_grant())),
         }

@@ -27,7 +27,15 @@ impl TokenService for TokenServiceImpl {
         request: Request<pb::ExchangeRequest>,
     ) -> Result<Response<pb::ExchangeResponse>, Status> {
         let request = request.into_inner();
-        let grant_type = request.grant_type.clone();
+        // Logged only when it is one we know: the value is the client's and may be anything.
+        let grant_type = match request.grant_type.as_str() {
+            known @ ("authorization_code"
+            | "refresh_token"
+            | "client_credentials"
+            | "password"
+            | grants::DEVICE_CODE_GRANT) => known.to_owned(),
+            _ => "(other)".to_owned(),
+        };
         let result = match grants::exchange(&self.state, request).await {
             Ok(tokens) => pb::exchange_response::Result::Tokens(tokens),
             Err(GrantError::OAuth(failure)) => {

@@ -350,6 +350,34 @@ async fn sec_tk_06_grant_types_are_restricted_per_client(backend: Backend) {
         ])
         .await;
     assert_error(response, 401, "unauthorized_client").await;
+    // A client registered for the code flow only gets none of the others, and a client
+    // without refresh_token gets no refresh token.
+    let code_only = app
+        .create_client_with_grants("api", true, "authorization_code")
+        .await;
+    for form in [
+        password.to_vec(),
+        vec![("grant_type", "client_credentials")],
+        vec![
+            ("grant_type", "refresh_token"),
+            ("refresh_token", "whatever"),
+        ],
+    ] {
+        assert_error(
+            app.token_basic(&code_only, &form).await,
+            401,
+            "unauthorized_client",
+        )
+        .await;
+    }
+    let no_refresh = app.create_client_with_grants("api", true, "password").await;
+    let response = app.token_basic(&no_refresh, &password).await;
+    assert_eq!(response.status(), 200);
+    let tokens: Value = response.json().await.unwrap();
+    assert!(tokens.get("refresh_token").is_none(), "{tokens}");
+    let issued = app.count("access_tokens").await;
+    assert_eq!(issued, 1);
+
     // Grants this server does not serve yet, and unknown ones.
     for grant in [
         "authorization_code",
@@ -359,7 +387,11 @@ async fn sec_tk_06_grant_types_are_restricted_per_client(backend: Backend) {
         let response = app.token_basic(&barred, &[("grant_type", grant)]).await;
         assert_error(response, 400, "unsupported_grant_type").await;
     }
-    assert_eq!(app.count("access_tokens").await, 0);
+    assert_eq!(
+        app.count("access_tokens").await,
+        1,
+        "only the allowed password grant issued"
+    );
 }
 
 async fn sec_tk_07_client_credentials_tokens_cannot_pass_as_a_user(backend: Backend) {

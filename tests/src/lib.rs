@@ -254,12 +254,28 @@ impl TestApp {
         }
     }
 
-    /// Registers an application.
+    /// Registers an application with every grant its kind allows (minus `password` unless
+    /// `password_grant`).
     pub async fn create_client(
         &self,
         scopes: &str,
         confidential: bool,
         password_grant: bool,
+    ) -> TestClient {
+        let grants: Vec<String> = token_service::apps::default_grant_types(confidential)
+            .into_iter()
+            .filter(|g| password_grant || g != "password")
+            .collect();
+        self.create_client_with_grants(scopes, confidential, &grants.join(" "))
+            .await
+    }
+
+    /// Registers an application allowed exactly `grant_types` (space separated).
+    pub async fn create_client_with_grants(
+        &self,
+        scopes: &str,
+        confidential: bool,
+        grant_types: &str,
     ) -> TestClient {
         let fields = ApplicationFields {
             name: "Test app".into(),
@@ -267,7 +283,7 @@ impl TestApp {
             scopes: vec![scopes.into()],
             confidential,
             trusted: false,
-            password_grant_enabled: password_grant,
+            grant_types: vec![grant_types.into()],
             owner_id: None,
         };
         let now = self.state.now();

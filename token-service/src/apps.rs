@@ -24,14 +24,36 @@ pub struct ApplicationFields {
     pub confidential: bool,
     /// Trusted applications skip the consent screen.
     pub trusted: bool,
-    /// Whether the password grant is allowed.
-    pub password_grant_enabled: bool,
+    /// Allowed grant types; empty means every one the client kind may use.
+    pub grant_types: Vec<String>,
     /// Owning user.
     pub owner_id: Option<i64>,
 }
 
+/// Every grant type, by the short name applications are registered with (RFC 8628's URN is
+/// `device_code` here, as in GitLab's discovery document).
+pub const GRANT_TYPES: &[&str] = &[
+    "authorization_code",
+    "refresh_token",
+    "client_credentials",
+    "password",
+    "device_code",
+];
+/// Grant types that need a client secret: a public client can never use them.
+const CONFIDENTIAL_ONLY: &[&str] = &["client_credentials", "password"];
+
+/// The grant types a new application gets when none are named.
+pub fn default_grant_types(confidential: bool) -> Vec<String> {
+    GRANT_TYPES
+        .iter()
+        .filter(|g| confidential || !CONFIDENTIAL_ONLY.contains(g))
+        .map(|g| (*g).to_owned())
+        .collect()
+}
+
 /// Validated fields, ready to store.
 struct Validated {
+    grant_types: String,
     redirect_uris: String,
     scopes: String,
 }
@@ -43,8 +65,32 @@ fn field(field: &'static str, message: impl Into<String>) -> FieldError {
     }
 }
 
-fn validate(fields: &ApplicationFields) -> Result<Validated, Vec<FieldError>> {
+fn validate(fields: &ApplicationFields, confidential: bool) -> Result<Validated, Vec<FieldError>> {
     let mut errors = Vec::new();
+    let named: Vec<&str> = fields
+        .grant_types
+        .iter()
+        .flat_map(|g| g.split_whitespace())
+        .collect();
+    let mut grant_types: Vec<String> = Vec::new();
+    if named.is_empty() {
+        grant_types = default_grant_types(confidential);
+    }
+    for grant in named {
+        if !GRANT_TYPES.contains(&grant) {
+            errors.push(field(
+                "grant_types",
+                format!("{grant:?} is not one of {}", GRANT_TYPES.join(", ")),
+            ));
+        } else if !confidential && CONFIDENTIAL_ONLY.contains(&grant) {
+            errors.push(field(
+                "grant_types",
+                format!("{grant} needs a confidential application"),
+            ));
+        } else if !grant_types.iter().any(|g| g == grant) {
+            grant_types.push(grant.to_owned());
+        }
+    }
     if fields.name.trim().is_empty() {
         errors.push(field("name", "can't be blank"));
     } else if fields.name.len() > 255 {
@@ -82,6 +128,7 @@ fn validate(fields: &ApplicationFields) -> Result<Validated, Vec<FieldError>> {
     };
     if errors.is_empty() {
         Ok(Validated {
+            grant_types: grant_types.join(" "),
             redirect_uris: parsed.join("\n"),
             scopes,
         })
@@ -122,7 +169,7 @@ pub fn create(
     fields: &ApplicationFields,
     now: i64,
 ) -> Result<(ApplicationRow, Option<Secret>), SaveError> {
-    let valid = validate(fields).map_err(SaveError::Invalid)?;
+    let valid = validate(fields, fields.confidential).map_err(SaveError::Invalid)?;
     if let Some(owner) = fields.owner_id
         && db::users::find(conn, owner)?.is_none()
     {
@@ -140,7 +187,7 @@ pub fn create(
             scopes: &valid.scopes,
             confidential: fields.confidential,
             trusted: fields.trusted,
-            password_grant_enabled: fields.password_grant_enabled,
+            grant_types: &valid.grant_types,
             owner_id: fields.owner_id,
             created_at: now,
             updated_at: now,
@@ -156,7 +203,11 @@ pub fn update(
     fields: &ApplicationFields,
     now: i64,
 ) -> Result<Option<ApplicationRow>, SaveError> {
-    let valid = validate(fields).map_err(SaveError::Invalid)?;
+    // Confidentiality is fixed at creation; the grant types are checked against it.
+    let Some(existing) = db::applications::find_by_uid(conn, uid)? else {
+        return Ok(None);
+    };
+    let valid = validate(fields, existing.confidential).map_err(SaveError::Invalid)?;
     let updated = db::applications::update_fields(
         conn,
         uid,
@@ -164,7 +215,7 @@ pub fn update(
         &valid.redirect_uris,
         &valid.scopes,
         fields.trusted,
-        fields.password_grant_enabled,
+        &valid.grant_types,
         now,
     )?;
     if updated == 0 {
@@ -215,14 +266,18 @@ mod tests {
             scopes: vec!["api read_user".into()],
             confidential: true,
             trusted: false,
-            password_grant_enabled: true,
+            grant_types: Vec::new(),
             owner_id: None,
         }
     }
 
     #[test]
     fn valid_fields_are_normalised() {
-        let valid = validate(&fields()).unwrap();
+        let valid = validate(&fields(), true).unwrap();
+        assert_eq!(
+            valid.grant_types,
+            "authorization_code refresh_token client_credentials password device_code"
+        );
         assert_eq!(valid.scopes, "api read_user");
         assert_eq!(valid.redirect_uris, "https://app.example/cb");
     }
@@ -235,9 +290,31 @@ mod tests {
             scopes: vec!["bogus".into()],
             ..fields()
         };
-        let errors = validate(&bad).err().unwrap();
+        let errors = validate(&bad, true).err().unwrap();
         let fields: Vec<_> = errors.iter().map(|e| e.field).collect();
         assert_eq!(fields, ["name", "redirect_uri", "scopes"]);
+    }
+
+    #[test]
+    fn sec_tk_06_public_clients_cannot_hold_secret_only_grants() {
+        let public = ApplicationFields {
+            grant_types: vec!["authorization_code password".into()],
+            ..fields()
+        };
+        let errors = validate(&public, false).err().unwrap();
+        assert_eq!(
+            errors[0].message,
+            "password needs a confidential application"
+        );
+        assert_eq!(
+            validate(&fields(), false).unwrap().grant_types,
+            "authorization_code refresh_token device_code"
+        );
+        let unknown = ApplicationFields {
+            grant_types: vec!["implicit".into()],
+            ..fields()
+        };
+        assert!(validate(&unknown, true).is_err());
     }
 
     #[test]

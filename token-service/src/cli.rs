@@ -88,8 +88,13 @@ pub enum AppsCommand {
         /// Trusted: skips the consent screen.
         #[arg(long)]
         trusted: bool,
-        /// Bar the application from the resource-owner password grant.
+        /// Space-separated grant types the application may use (default: all that its kind
+        /// allows: authorization_code refresh_token device_code, plus client_credentials and
+        /// password for confidential applications).
         #[arg(long)]
+        grant_types: Option<String>,
+        /// Bar the application from the resource-owner password grant.
+        #[arg(long, conflicts_with = "grant_types")]
         no_password_grant: bool,
         /// The owning user's username.
         #[arg(long)]
@@ -141,7 +146,7 @@ fn app_json(app: &ApplicationRow) -> serde_json::Value {
         "scopes": app.scopes,
         "confidential": app.confidential,
         "trusted": app.trusted,
-        "password_grant_enabled": app.password_grant_enabled,
+        "grant_types": app.grant_types.split_whitespace().collect::<Vec<_>>(),
         "owner_id": app.owner_id,
         "created_at": app.created_at,
     })
@@ -166,7 +171,7 @@ fn print_app(app: &ApplicationRow, secret: Option<&Secret>, json: bool) {
     }
     println!("  confidential:    {}", app.confidential);
     println!("  trusted:         {}", app.trusted);
-    println!("  password grant:  {}", app.password_grant_enabled);
+    println!("  grant types:     {}", app.grant_types);
     println!("  scopes:          {}", app.scopes);
     for uri in apps::redirect_uris(app) {
         println!("  redirect_uri:    {uri}");
@@ -279,6 +284,7 @@ async fn run_apps(state: &AppState, command: AppsCommand) -> anyhow::Result<()> 
             scopes,
             public,
             trusted,
+            grant_types,
             no_password_grant,
             owner,
             json: flag,
@@ -298,7 +304,14 @@ async fn run_apps(state: &AppState, command: AppsCommand) -> anyhow::Result<()> 
                         scopes: vec![scopes],
                         confidential: !public,
                         trusted,
-                        password_grant_enabled: !no_password_grant,
+                        grant_types: match (grant_types, no_password_grant) {
+                            (Some(named), _) => vec![named],
+                            (None, true) => apps::default_grant_types(!public)
+                                .into_iter()
+                                .filter(|g| g != "password")
+                                .collect(),
+                            (None, false) => Vec::new(),
+                        },
                         owner_id,
                     };
                     match apps::create(conn, &fields, now) {

@@ -79,7 +79,7 @@ mod tests {
             scopes: "api".into(),
             confidential: true,
             trusted: false,
-            password_grant_enabled: true,
+            grant_types: "password".into(),
             owner_id: None,
             created_at: 0,
             updated_at: 0,

@@ -129,13 +129,65 @@ fn users_and_apps_round_trip_through_the_cli() {
     assert!(secret.starts_with("dwcs-"));
     assert_eq!(app["redirect_uris"].as_array().unwrap().len(), 2);
     assert_eq!(app["owner_id"], user["id"]);
+    assert_eq!(
+        app["grant_types"],
+        serde_json::json!([
+            "authorization_code",
+            "refresh_token",
+            "client_credentials",
+            "password",
+            "device_code"
+        ])
+    );
+    let barred = cli.json(
+        &[
+            "apps",
+            "create",
+            "--name",
+            "No ROPC",
+            "--redirect-uri",
+            "https://a.example/cb",
+            "--no-password-grant",
+            "--json",
+        ],
+        None,
+    );
+    assert!(
+        !barred["grant_types"]
+            .as_array()
+            .unwrap()
+            .contains(&serde_json::json!("password"))
+    );
+    let code_only = cli.json(
+        &[
+            "apps",
+            "create",
+            "--name",
+            "SPA",
+            "--redirect-uri",
+            "https://a.example/cb",
+            "--public",
+            "--grant-types",
+            "authorization_code refresh_token",
+            "--json",
+        ],
+        None,
+    );
+    assert_eq!(
+        code_only["grant_types"],
+        serde_json::json!(["authorization_code", "refresh_token"])
+    );
+    assert!(
+        code_only.get("secret").is_none(),
+        "public applications have no secret"
+    );
 
     // The secret is shown once: never by show or list.
     let shown = cli.json(&["apps", "show", &uid, "--json"], None);
     assert_eq!(shown["uid"], uid.as_str());
     assert!(shown.get("secret").is_none());
     let list = cli.json(&["apps", "list", "--json"], None);
-    assert_eq!(list.as_array().unwrap().len(), 1);
+    assert_eq!(list.as_array().unwrap().len(), 3);
     assert!(!list.to_string().contains(&secret));
 
     let rotated = cli.json(
@@ -225,6 +277,33 @@ fn bad_arguments_get_a_one_line_error_and_a_non_zero_exit() {
         (
             &["apps", "rotate-secret", "0000"][..],
             "no confidential application",
+        ),
+        (
+            &[
+                "apps",
+                "create",
+                "--name",
+                "x",
+                "--redirect-uri",
+                "https://a/cb",
+                "--grant-types",
+                "implicit",
+            ][..],
+            "grant_types",
+        ),
+        (
+            &[
+                "apps",
+                "create",
+                "--name",
+                "x",
+                "--redirect-uri",
+                "https://a/cb",
+                "--public",
+                "--grant-types",
+                "password",
+            ][..],
+            "confidential",
         ),
     ] {
         let stderr = cli.fails(args);

@@ -77,7 +77,7 @@ pub fn update_fields(
     redirect_uris: &str,
     scopes: &str,
     trusted: bool,
-    password_grant_enabled: bool,
+    grant_types: &str,
     now: i64,
 ) -> QueryResult<usize> {
     diesel::update(applications::table.filter(applications::uid.eq(uid)))
@@ -86,7 +86,7 @@ pub fn update_fields(
             applications::redirect_uris.eq(redirect_uris),
             applications::scopes.eq(scopes),
             applications::trusted.eq(trusted),
-            applications::password_grant_enabled.eq(password_grant_enabled),
+            applications::grant_types.eq(grant_types),
             applications::updated_at.eq(now),
         ))
         .execute(conn)

@@ -56,10 +56,18 @@ pub struct ApplicationRow {
     pub scopes: String,
     pub confidential: bool,
     pub trusted: bool,
-    pub password_grant_enabled: bool,
     pub owner_id: Option<i64>,
     pub created_at: i64,
     pub updated_at: i64,
+    /// Allowed grant types, space separated (SEC-TK-06).
+    pub grant_types: String,
+}
+
+impl ApplicationRow {
+    /// Whether the application may use `grant` (a short name, see `grants::GrantType`).
+    pub fn allows_grant(&self, grant: &str) -> bool {
+        self.grant_types.split_whitespace().any(|g| g == grant)
+    }
 }
 
 /// A new application.
@@ -73,10 +81,10 @@ pub struct NewApplication<'a> {
     pub scopes: &'a str,
     pub confidential: bool,
     pub trusted: bool,
-    pub password_grant_enabled: bool,
     pub owner_id: Option<i64>,
     pub created_at: i64,
     pub updated_at: i64,
+    pub grant_types: &'a str,
 }
 
 /// An access token row with its refresh token.

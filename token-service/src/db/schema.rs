@@ -29,10 +29,10 @@ diesel::table! {
         scopes -> Text,
         confidential -> Bool,
         trusted -> Bool,
-        password_grant_enabled -> Bool,
         owner_id -> Nullable<BigInt>,
         created_at -> BigInt,
         updated_at -> BigInt,
+        grant_types -> Text,
     }
 }
 

@@ -2,10 +2,9 @@
 //! No refresh token (§4.4.3) and a subject that cannot pass for a user (SEC-TK-07).
 
 use doorward_proto::v1 as pb;
-use doorward_shared::ErrorCode;
 
 use crate::clients;
-use crate::error::{GrantError, OAuthFailure};
+use crate::error::GrantError;
 use crate::issuance::{self, RefreshPlan};
 use crate::state::AppState;
 
@@ -18,9 +17,7 @@ pub async fn exchange(
         .db(move |conn| {
             let now = state2.now();
             let app = clients::authenticate(conn, request.client.as_ref(), now)?;
-            if !app.confidential {
-                return Err(OAuthFailure::new(ErrorCode::UnauthorizedClient).into());
-            }
+            super::require_grant(&app, "client_credentials")?;
             let scopes = super::resolve_scopes(request.scope.as_deref(), &app)?;
             Ok(issuance::mint(
                 &state2,

@@ -37,6 +37,26 @@ pub async fn exchange(
     }
 }
 
+/// SEC-TK-06: refuses a grant type the application is not registered for. Grants that need
+/// a secret are refused to public clients whatever their registration says.
+pub fn require_grant(app: &ApplicationRow, grant: &str) -> Result<(), OAuthFailure> {
+    let needs_secret = matches!(grant, "client_credentials" | "password");
+    if app.allows_grant(grant) && (app.confidential || !needs_secret) {
+        Ok(())
+    } else {
+        Err(OAuthFailure::new(ErrorCode::UnauthorizedClient))
+    }
+}
+
+/// A new refresh family, if the application may refresh at all.
+pub fn refresh_plan_for(app: &ApplicationRow) -> crate::issuance::RefreshPlan {
+    if app.allows_grant("refresh_token") {
+        crate::issuance::RefreshPlan::NewFamily
+    } else {
+        crate::issuance::RefreshPlan::None
+    }
+}
+
 /// The scopes an application was registered with.
 pub fn registered_scopes(app: &ApplicationRow) -> ScopeSet {
     ScopeSet::parse(&app.scopes).unwrap_or_default()

@@ -3,13 +3,13 @@
 //! throttling before any hashing, and one generic `invalid_grant` for every bad credential.
 
 use doorward_proto::v1 as pb;
-use doorward_shared::{ErrorCode, Secret};
+use doorward_shared::Secret;
 
 use crate::accounts;
 use crate::clients;
 use crate::db;
 use crate::error::{GrantError, OAuthFailure};
-use crate::issuance::{self, RefreshPlan};
+use crate::issuance;
 use crate::state::AppState;
 
 pub async fn exchange(
@@ -21,9 +21,7 @@ pub async fn exchange(
     let app = state
         .db(move |conn| clients::authenticate(conn, client.as_ref(), now))
         .await?;
-    if !app.confidential || !app.password_grant_enabled {
-        return Err(OAuthFailure::new(ErrorCode::UnauthorizedClient).into());
-    }
+    super::require_grant(&app, "password")?;
     let username = request
         .username
         .filter(|u| !u.is_empty())
@@ -51,7 +49,7 @@ pub async fn exchange(
                         &app,
                         Some(&current),
                         &scopes,
-                        RefreshPlan::NewFamily,
+                        super::refresh_plan_for(&app),
                         now,
                     )?),
                     _ => Err(super::invalid_grant().into()),

@@ -42,6 +42,7 @@ pub async fn exchange(
         .db(move |conn| {
             let now = state2.now();
             let app = clients::authenticate(conn, request.client.as_ref(), now)?;
+            super::require_grant(&app, "refresh_token")?;
             let presented = request
                 .refresh_token
                 .filter(|t| !t.is_empty())

@@ -31,7 +31,11 @@ pub fn application(row: &ApplicationRow) -> pb::Application {
         scopes: row.scopes.split_whitespace().map(str::to_owned).collect(),
         confidential: row.confidential,
         trusted: row.trusted,
-        password_grant_enabled: row.password_grant_enabled,
+        grant_types: row
+            .grant_types
+            .split_whitespace()
+            .map(str::to_owned)
+            .collect(),
         owner_id: row.owner_id,
         created_at: row.created_at,
     }
@@ -45,7 +49,7 @@ pub fn application_fields(fields: pb::ApplicationFields) -> apps::ApplicationFie
         scopes: fields.scopes,
         confidential: fields.confidential,
         trusted: fields.trusted,
-        password_grant_enabled: fields.password_grant_enabled,
+        grant_types: fields.grant_types,
         owner_id: fields.owner_id,
     }
 }

@@ -1,0 +1,3 @@
+ALTER TABLE applications ADD COLUMN password_grant_enabled BOOLEAN NOT NULL DEFAULT 1;
+UPDATE applications SET password_grant_enabled = (' ' || grant_types || ' ') LIKE '% password %';
+ALTER TABLE applications DROP COLUMN grant_types;

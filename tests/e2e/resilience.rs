@@ -6,7 +6,28 @@ use std::time::{Duration, Instant};
 use doorward_tests::{Backend, TestApp, both_backends};
 use serde_json::Value;
 
-both_backends!(sec_ds_05_token_endpoint_answers_503_while_token_service_is_down_and_recovers);
+both_backends!(
+    sec_ds_05_token_endpoint_answers_503_while_token_service_is_down_and_recovers,
+    sec_ds_05_idle_connections_do_not_block_real_requests,
+);
+
+async fn sec_ds_05_idle_connections_do_not_block_real_requests(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let client = app.default_client().await;
+    let addr = app.base.trim_start_matches("http://").to_owned();
+    // 500 connections that never send a byte (slowloris without the drip).
+    let mut idle = Vec::new();
+    for _ in 0..500 {
+        idle.push(tokio::net::TcpStream::connect(&addr).await.unwrap());
+    }
+    let started = Instant::now();
+    let response = app
+        .token_basic(&client, &[("grant_type", "client_credentials")])
+        .await;
+    assert_eq!(response.status(), 200);
+    assert!(started.elapsed() < Duration::from_secs(5));
+    drop(idle);
+}
 
 async fn sec_ds_05_token_endpoint_answers_503_while_token_service_is_down_and_recovers(
     backend: Backend,

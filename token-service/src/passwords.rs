@@ -182,6 +182,9 @@ mod tests {
         let hasher = PasswordHasher::new(&config()).unwrap();
         let hash = hasher.hash(&Secret::new("correct horse")).await.unwrap();
         assert!(hash.starts_with("$argon2id$v=19$m=1024,t=1,p=1$"));
+        // SEC-SL-02: a 16-byte salt (22 base64 characters) in the PHC string.
+        let salt = hash.split('$').nth(4).unwrap();
+        assert_eq!(salt.len(), 22);
         assert_eq!(
             hasher
                 .verify(Some(&hash), &Secret::new("correct horse"))

@@ -114,14 +114,3 @@ pub fn revoke(conn: &mut DbConnection, jti: &str, now: i64) -> QueryResult<usize
     .set(access_tokens::revoked_at.eq(now))
     .execute(conn)
 }
-
-/// Revokes every live token of a user (blocking, password change).
-pub fn revoke_all_for_user(conn: &mut DbConnection, user_id: i64, now: i64) -> QueryResult<usize> {
-    diesel::update(
-        access_tokens::table
-            .filter(access_tokens::user_id.eq(user_id))
-            .filter(access_tokens::revoked_at.is_null()),
-    )
-    .set(access_tokens::revoked_at.eq(now))
-    .execute(conn)
-}

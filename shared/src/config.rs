@@ -72,6 +72,8 @@ pub struct TokenConfig {
     pub refresh_max_age_seconds: i64,
     /// The `aud` of access tokens; defaults to `public_url`.
     pub access_token_audience: Option<String>,
+    /// Authorization code lifetime (RFC 6749 §4.1.2: at most 10 minutes).
+    pub authorization_code_ttl_seconds: i64,
 }
 
 /// Argon2id parameters (OWASP: m=19456 KiB, t=2, p=1) and the size of the hashing pool.
@@ -155,6 +157,7 @@ impl Default for TokenConfig {
             refresh_idle_ttl_seconds: 30 * 24 * 3600,
             refresh_max_age_seconds: 365 * 24 * 3600,
             access_token_audience: None,
+            authorization_code_ttl_seconds: 600,
         }
     }
 }
@@ -249,6 +252,11 @@ impl Config {
         {
             return Err(ConfigError(
                 "token lifetimes (tokens.*_seconds) must be positive".into(),
+            ));
+        }
+        if !(1..=600).contains(&tokens.authorization_code_ttl_seconds) {
+            return Err(ConfigError(
+                "tokens.authorization_code_ttl_seconds must be between 1 and 600".into(),
             ));
         }
         // SEC-RT-03: the grace window is for concurrent retries, not a second lifetime.

@@ -36,11 +36,23 @@ pub enum ErrorCode {
     SlowDown,
     /// RFC 8628 §3.5.
     ExpiredToken,
+    /// doorkeeper: the redirect URI is malformed or not registered (shown, never redirected).
+    InvalidRedirectUri,
+    /// OAuth 2.0 Multiple Response Types §5 / RFC 9700: an unsupported `response_mode`.
+    UnsupportedResponseMode,
+    /// OIDC Core §3.1.2.6.
+    LoginRequired,
+    /// OIDC Core §3.1.2.6.
+    ConsentRequired,
+    /// OIDC Core §3.1.2.6.
+    RequestNotSupported,
+    /// OIDC Core §3.1.2.6.
+    RequestUriNotSupported,
 }
 
 impl ErrorCode {
     /// Every code, for parsing.
-    pub const ALL: [ErrorCode; 15] = [
+    pub const ALL: [ErrorCode; 21] = [
         Self::InvalidRequest,
         Self::InvalidClient,
         Self::InvalidGrant,
@@ -56,6 +68,12 @@ impl ErrorCode {
         Self::AuthorizationPending,
         Self::SlowDown,
         Self::ExpiredToken,
+        Self::InvalidRedirectUri,
+        Self::UnsupportedResponseMode,
+        Self::LoginRequired,
+        Self::ConsentRequired,
+        Self::RequestNotSupported,
+        Self::RequestUriNotSupported,
     ];
 
     /// The code as it appears on the wire.
@@ -76,6 +94,12 @@ impl ErrorCode {
             Self::AuthorizationPending => "authorization_pending",
             Self::SlowDown => "slow_down",
             Self::ExpiredToken => "expired_token",
+            Self::InvalidRedirectUri => "invalid_redirect_uri",
+            Self::UnsupportedResponseMode => "unsupported_response_mode",
+            Self::LoginRequired => "login_required",
+            Self::ConsentRequired => "consent_required",
+            Self::RequestNotSupported => "request_not_supported",
+            Self::RequestUriNotSupported => "request_uri_not_supported",
         }
     }
 
@@ -120,6 +144,14 @@ impl ErrorCode {
             Self::AuthorizationPending => "The authorization request is still pending.",
             Self::SlowDown => "The client is polling too quickly; slow down.",
             Self::ExpiredToken => "The device code has expired.",
+            Self::InvalidRedirectUri => "The redirect URI included is not valid.",
+            Self::UnsupportedResponseMode => {
+                "The authorization server does not support this response mode."
+            }
+            Self::LoginRequired => "The authorization server requires end-user authentication.",
+            Self::ConsentRequired => "The authorization server requires end-user consent.",
+            Self::RequestNotSupported => "Request objects are not supported.",
+            Self::RequestUriNotSupported => "The request_uri parameter is not supported.",
         }
     }
 }

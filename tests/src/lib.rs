@@ -210,6 +210,16 @@ impl TestApp {
         format!("http://{}", self.grpc_addr)
     }
 
+    /// A gRPC client of the token service's `Authorizations` API.
+    pub async fn authorizations(
+        &self,
+    ) -> doorward_proto::v1::authorizations_client::AuthorizationsClient<tonic::transport::Channel>
+    {
+        doorward_proto::v1::authorizations_client::AuthorizationsClient::connect(self.grpc_url())
+            .await
+            .unwrap()
+    }
+
     /// An absolute URL of auth-web.
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)

@@ -78,16 +78,32 @@ pub fn token_set(
     })
 }
 
-/// Stores and signs a new token for `app` (and `user`) with `scopes`.
+/// Who a token is for and what it may do.
+pub struct Issue<'a> {
+    /// The client.
+    pub app: &'a ApplicationRow,
+    /// The user, unless the client acts for itself.
+    pub user: Option<&'a UserRow>,
+    /// The access token's scopes.
+    pub scopes: &'a ScopeSet,
+    /// The authorization code the token descends from (revoked with it on code replay).
+    pub grant_id: Option<i64>,
+}
+
+/// Stores and signs a new token.
 pub fn mint(
     state: &AppState,
     conn: &mut DbConnection,
-    app: &ApplicationRow,
-    user: Option<&UserRow>,
-    scopes: &ScopeSet,
+    issue: &Issue<'_>,
     refresh: RefreshPlan,
     now: i64,
 ) -> Result<pb::TokenSet, ServiceError> {
+    let Issue {
+        app,
+        user,
+        scopes,
+        grant_id,
+    } = *issue;
     let ttl = state.config.tokens.access_token_ttl_seconds;
     let (jti, refresh_token, family, refresh_scopes) = match refresh {
         RefreshPlan::None => (random_id(), None, None, None),
@@ -123,7 +139,7 @@ pub fn mint(
         family_created_at: family.as_ref().map(|(_, at)| *at),
         refresh_rotated_at: None,
         successor_jti: None,
-        grant_id: None,
+        grant_id,
         refresh_scopes,
     };
     db::tokens::insert(conn, &row)?;

@@ -4,6 +4,7 @@
 
 pub mod accounts;
 pub mod apps;
+pub mod authorize;
 pub mod bearer;
 pub mod cli;
 pub mod clients;
@@ -14,6 +15,7 @@ pub mod grpc;
 pub mod issuance;
 pub mod keys;
 pub mod passwords;
+pub mod pkce;
 pub mod redirect_uri;
 pub mod startup;
 pub mod state;

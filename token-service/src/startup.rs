@@ -18,6 +18,7 @@ use tonic::service::interceptor::InterceptedService;
 use crate::db;
 use crate::grpc::ServiceTokenCheck;
 use crate::grpc::applications::ApplicationsImpl;
+use crate::grpc::authorizations::AuthorizationsImpl;
 use crate::grpc::pending::Pending;
 use crate::grpc::token_service::TokenServiceImpl;
 use crate::grpc::users::UsersImpl;
@@ -138,8 +139,8 @@ impl TokenServiceApp {
                 Pending
             ))
             .add_service(guarded!(
-                pb::authorizations_server::AuthorizationsServer<Pending>,
-                Pending
+                pb::authorizations_server::AuthorizationsServer<AuthorizationsImpl>,
+                AuthorizationsImpl::new(state.clone())
             ))
             .add_service(guarded!(
                 pb::device_authorizations_server::DeviceAuthorizationsServer<Pending>,

@@ -2,7 +2,7 @@
 
 use diesel::prelude::*;
 
-use super::schema::{access_tokens, applications, signing_keys, users};
+use super::schema::{access_grants, access_tokens, applications, signing_keys, users};
 
 /// A user row.
 #[derive(Debug, Clone, Queryable, Selectable)]
@@ -119,4 +119,41 @@ pub struct SigningKeyRow {
     pub public_jwk: String,
     pub created_at: i64,
     pub retired_at: Option<i64>,
+}
+
+/// An authorization code (stored as its SHA-256) and everything it is bound to.
+#[derive(Debug, Clone, Queryable, Selectable)]
+#[diesel(table_name = access_grants)]
+pub struct AccessGrantRow {
+    pub id: i64,
+    pub code_hash: Vec<u8>,
+    pub application_id: i64,
+    pub user_id: i64,
+    pub scopes: String,
+    pub redirect_uri: String,
+    pub code_challenge: Option<String>,
+    pub code_challenge_method: Option<String>,
+    pub nonce: Option<String>,
+    pub auth_time: Option<i64>,
+    pub created_at: i64,
+    pub expires_at: i64,
+    pub used_at: Option<i64>,
+    pub revoked_at: Option<i64>,
+}
+
+/// A new authorization code.
+#[derive(Debug, Insertable)]
+#[diesel(table_name = access_grants)]
+pub struct NewAccessGrant<'a> {
+    pub code_hash: Vec<u8>,
+    pub application_id: i64,
+    pub user_id: i64,
+    pub scopes: &'a str,
+    pub redirect_uri: &'a str,
+    pub code_challenge: Option<&'a str>,
+    pub code_challenge_method: Option<&'a str>,
+    pub nonce: Option<&'a str>,
+    pub auth_time: Option<i64>,
+    pub created_at: i64,
+    pub expires_at: i64,
 }

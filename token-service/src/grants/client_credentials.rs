@@ -19,12 +19,16 @@ pub async fn exchange(
             let app = clients::authenticate(conn, request.client.as_ref(), now)?;
             super::require_grant(&app, "client_credentials")?;
             let scopes = super::resolve_scopes(request.scope.as_deref(), &app)?;
+            let issue = issuance::Issue {
+                app: &app,
+                user: None,
+                scopes: &scopes,
+                grant_id: None,
+            };
             Ok(issuance::mint(
                 &state2,
                 conn,
-                &app,
-                None,
-                &scopes,
+                &issue,
                 RefreshPlan::None,
                 now,
             )?)

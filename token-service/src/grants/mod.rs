@@ -2,6 +2,7 @@
 //! `grant_type`; every grant authenticates the client, applies its rules and mints through
 //! `issuance`.
 
+mod authorization_code;
 mod client_credentials;
 mod password;
 mod refresh_token;
@@ -28,7 +29,8 @@ pub async fn exchange(
         "client_credentials" => client_credentials::exchange(state, request).await,
         "password" => password::exchange(state, request).await,
         "refresh_token" => refresh_token::exchange(state, request).await,
-        "authorization_code" | DEVICE_CODE_GRANT => Err(OAuthFailure::with(
+        "authorization_code" => authorization_code::exchange(state, request).await,
+        DEVICE_CODE_GRANT => Err(OAuthFailure::with(
             ErrorCode::UnsupportedGrantType,
             "This grant type is not enabled on this server yet.",
         )

@@ -43,15 +43,21 @@ pub async fn exchange(
             db::write_transaction(conn, |conn| {
                 // SEC-TK-09: the account must still be active at the moment of issue.
                 match db::users::find(conn, user.id)? {
-                    Some(current) if current.is_active() => Ok(issuance::mint(
-                        &state2,
-                        conn,
-                        &app,
-                        Some(&current),
-                        &scopes,
-                        super::refresh_plan_for(&app),
-                        now,
-                    )?),
+                    Some(current) if current.is_active() => {
+                        let issue = issuance::Issue {
+                            app: &app,
+                            user: Some(&current),
+                            scopes: &scopes,
+                            grant_id: None,
+                        };
+                        Ok(issuance::mint(
+                            &state2,
+                            conn,
+                            &issue,
+                            super::refresh_plan_for(&app),
+                            now,
+                        )?)
+                    }
                     _ => Err(super::invalid_grant().into()),
                 }
             })

@@ -139,12 +139,17 @@ fn rotate(
         if db::tokens::claim_refresh(conn, &row.jti, &successor_jti, now)? {
             let refresh_token =
                 derive_successor_refresh_token(&state.refresh_derivation_key, presented.expose());
+            // The successor descends from the same code, if any (RFC 6749 §4.1.2 replay).
+            let issue = issuance::Issue {
+                app,
+                user: user.as_ref(),
+                scopes: &scopes,
+                grant_id: row.grant_id,
+            };
             let set = issuance::mint(
                 state,
                 conn,
-                app,
-                user.as_ref(),
-                &scopes,
+                &issue,
                 RefreshPlan::Successor {
                     family_id,
                     family_created_at,

@@ -2,6 +2,7 @@
 //! Handlers are thin: they convert, call the domain module, convert back.
 
 pub mod applications;
+pub mod authorizations;
 pub mod convert;
 pub mod pending;
 pub mod token_service;

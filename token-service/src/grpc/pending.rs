@@ -1,5 +1,5 @@
 //! Services of the contract whose behaviour arrives with later work (resource-server
-//! validation, the authorization-code pages, the device grant). They answer
+//! validation, the device grant). They answer
 //! `UNIMPLEMENTED`, the gRPC status for exactly this, so a caller learns it at once.
 
 use doorward_proto::v1 as pb;
@@ -22,37 +22,6 @@ impl pb::token_validation_server::TokenValidation for Pending {
         _: Request<pb::ValidateRequest>,
     ) -> Result<Response<pb::ValidateResponse>, Status> {
         Err(not_yet("TokenValidation.Validate"))
-    }
-}
-
-#[tonic::async_trait]
-impl pb::authorizations_server::Authorizations for Pending {
-    async fn pre_authorize(
-        &self,
-        _: Request<pb::PreAuthorizeRequest>,
-    ) -> Result<Response<pb::PreAuthorizeResponse>, Status> {
-        Err(not_yet("Authorizations.PreAuthorize"))
-    }
-
-    async fn issue_code(
-        &self,
-        _: Request<pb::IssueCodeRequest>,
-    ) -> Result<Response<pb::IssueCodeResponse>, Status> {
-        Err(not_yet("Authorizations.IssueCode"))
-    }
-
-    async fn list_authorized_applications(
-        &self,
-        _: Request<pb::ListAuthorizedApplicationsRequest>,
-    ) -> Result<Response<pb::ListAuthorizedApplicationsResponse>, Status> {
-        Err(not_yet("Authorizations.ListAuthorizedApplications"))
-    }
-
-    async fn revoke_authorized_application(
-        &self,
-        _: Request<pb::RevokeAuthorizedApplicationRequest>,
-    ) -> Result<Response<pb::Empty>, Status> {
-        Err(not_yet("Authorizations.RevokeAuthorizedApplication"))
     }
 }
 

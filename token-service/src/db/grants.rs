@@ -1,0 +1,97 @@
+//! Queries on `access_grants` (authorization codes): insertion, lookup by hash, the
+//! conditional single-use claim, and revocation of what a code produced.
+
+use diesel::prelude::*;
+
+use super::DbConnection;
+use super::models::{AccessGrantRow, NewAccessGrant};
+use super::schema::{access_grants, access_tokens};
+
+/// Stores a new code.
+pub fn insert(conn: &mut DbConnection, grant: &NewAccessGrant<'_>) -> QueryResult<()> {
+    diesel::insert_into(access_grants::table)
+        .values(grant)
+        .execute(conn)?;
+    Ok(())
+}
+
+/// The code whose SHA-256 is `hash`.
+pub fn find_by_code_hash(
+    conn: &mut DbConnection,
+    hash: &[u8],
+) -> QueryResult<Option<AccessGrantRow>> {
+    access_grants::table
+        .filter(access_grants::code_hash.eq(hash))
+        .select(AccessGrantRow::as_select())
+        .first(conn)
+        .optional()
+}
+
+/// Marks a code used, only if nobody did first: the one conditional update that makes a
+/// code single-use under concurrency (SEC-TK-04). Returns whether this caller won.
+pub fn consume(conn: &mut DbConnection, id: i64, now: i64) -> QueryResult<bool> {
+    let updated = diesel::update(
+        access_grants::table
+            .filter(access_grants::id.eq(id))
+            .filter(access_grants::used_at.is_null())
+            .filter(access_grants::revoked_at.is_null()),
+    )
+    .set(access_grants::used_at.eq(now))
+    .execute(conn)?;
+    Ok(updated == 1)
+}
+
+/// RFC 6749 §4.1.2: revokes every token minted from code `grant_id` (and their refresh
+/// families, which share the grant id), in one statement.
+pub fn revoke_tokens_of(conn: &mut DbConnection, grant_id: i64, now: i64) -> QueryResult<usize> {
+    diesel::update(
+        access_tokens::table
+            .filter(access_tokens::grant_id.eq(grant_id))
+            .filter(access_tokens::revoked_at.is_null()),
+    )
+    .set(access_tokens::revoked_at.eq(now))
+    .execute(conn)
+}
+
+/// Revokes a user's authorization of an application: its unused codes and every token.
+pub fn revoke_authorization(
+    conn: &mut DbConnection,
+    user_id: i64,
+    application_id: i64,
+    now: i64,
+) -> QueryResult<usize> {
+    diesel::update(
+        access_grants::table
+            .filter(access_grants::user_id.eq(user_id))
+            .filter(access_grants::application_id.eq(application_id))
+            .filter(access_grants::revoked_at.is_null()),
+    )
+    .set(access_grants::revoked_at.eq(now))
+    .execute(conn)?;
+    diesel::update(
+        access_tokens::table
+            .filter(access_tokens::user_id.eq(user_id))
+            .filter(access_tokens::application_id.eq(application_id))
+            .filter(access_tokens::revoked_at.is_null()),
+    )
+    .set(access_tokens::revoked_at.eq(now))
+    .execute(conn)
+}
+
+/// The scope strings of a user's live tokens for an application, with the earliest issue
+/// time of each: what the user has already consented to.
+pub fn live_authorizations(
+    conn: &mut DbConnection,
+    user_id: i64,
+) -> QueryResult<Vec<(i64, String, i64)>> {
+    access_tokens::table
+        .filter(access_tokens::user_id.eq(user_id))
+        .filter(access_tokens::revoked_at.is_null())
+        .select((
+            access_tokens::application_id,
+            access_tokens::scopes,
+            access_tokens::created_at,
+        ))
+        .order(access_tokens::created_at.asc())
+        .load(conn)
+}

@@ -74,11 +74,15 @@ fn run(args: Cli) -> anyhow::Result<()> {
     }));
     tracing::info!(addr = %grpc_addr, "token-service listening (gRPC)");
 
-    // auth-web reaches the token service it runs beside.
-    let web_config = Config {
+    // auth-web reaches the token service it runs beside, and keeps its session key in the
+    // data folder so that sessions survive a restart.
+    let mut web_config = Config {
         token_service_url: format!("http://{grpc_addr}"),
         ..config
     };
+    if web_config.web.session_key.is_none() {
+        web_config.web.session_key = Some(session_key_in(&web_config.data_dir)?);
+    }
     actix_web::rt::System::new().block_on(async move {
         let auth_web = AuthWebApp::build(web_config)?;
         tracing::info!(url = %format!("http://{}", auth_web.local_addr()), "auth-web listening (HTTP)");
@@ -95,6 +99,31 @@ fn run(args: Cli) -> anyhow::Result<()> {
         .block_on(grpc)
         .context("token-service task failed")??;
     Ok(())
+}
+
+/// The session key kept in `<data_dir>/session.key` (mode 0600), created on first start.
+fn session_key_in(data_dir: &std::path::Path) -> anyhow::Result<Secret> {
+    let path = data_dir.join("session.key");
+    if let Ok(existing) = std::fs::read_to_string(&path) {
+        return Ok(Secret::new(existing.trim()));
+    }
+    std::fs::create_dir_all(data_dir)
+        .with_context(|| format!("could not create {}", data_dir.display()))?;
+    let key = auth_web::session::generate_key();
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    use std::io::Write;
+    let mut file = options
+        .open(&path)
+        .with_context(|| format!("could not create {}", path.display()))?;
+    file.write_all(key.as_bytes())?;
+    tracing::info!(path = %path.display(), "generated the session key");
+    Ok(Secret::new(key))
 }
 
 /// On first start (no users yet) creates the administrator `root` and prints its one-time

@@ -5,8 +5,10 @@
 pub mod client_auth;
 pub mod client_ip;
 pub mod error;
+pub mod pages;
 pub mod params;
 pub mod routes;
+pub mod session;
 pub mod startup;
 pub mod upstream;
 

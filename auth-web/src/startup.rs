@@ -15,7 +15,10 @@ use doorward_shared::config::Config;
 use crate::client_ip::TrustedProxies;
 use crate::error::OAuthError;
 use crate::routes;
+use crate::session;
 use crate::upstream::Upstream;
+use doorward_shared::SystemClock;
+use doorward_shared::clock::SharedClock;
 
 /// What every handler shares.
 pub struct WebState {
@@ -24,6 +27,7 @@ pub struct WebState {
     /// Configuration.
     pub config: Arc<Config>,
     proxies: TrustedProxies,
+    clock: SharedClock,
 }
 
 impl WebState {
@@ -42,6 +46,11 @@ impl WebState {
         }
     }
 
+    /// Seconds since the epoch, from the injectable clock (session lifetimes).
+    pub fn now(&self) -> i64 {
+        self.clock.now()
+    }
+
     /// The public base URL, without a trailing slash.
     pub fn public_url(&self) -> &str {
         self.config.issuer()
@@ -57,6 +66,21 @@ pub struct AuthWebApp {
 impl AuthWebApp {
     /// Binds `config.auth_web_addr` and builds the server (nothing is served until `run`).
     pub fn build(config: Config) -> anyhow::Result<Self> {
+        Self::build_with_clock(config, Arc::new(SystemClock))
+    }
+
+    /// `build` with an injected clock (tests).
+    pub fn build_with_clock(config: Config, clock: SharedClock) -> anyhow::Result<Self> {
+        let session_key = match &config.web.session_key {
+            Some(secret) => session::parse_key(secret).map_err(anyhow::Error::msg)?,
+            None => {
+                tracing::warn!(
+                    "no web.session_key configured: sessions use a throwaway key and end when auth-web restarts"
+                );
+                session::parse_key(&doorward_shared::Secret::new(session::generate_key()))
+                    .map_err(anyhow::Error::msg)?
+            }
+        };
         let listener = std::net::TcpListener::bind(&config.auth_web_addr)
             .with_context(|| format!("could not listen on {}", config.auth_web_addr))?;
         let addr = listener.local_addr()?;
@@ -68,7 +92,9 @@ impl AuthWebApp {
             upstream: Upstream::new(&config)?,
             proxies: TrustedProxies::new(&config.web.trusted_proxies),
             config: Arc::new(config),
+            clock,
         });
+        let session_config = state.config.clone();
         let server = HttpServer::new(move || {
             App::new()
                 .app_data(state.clone())
@@ -88,6 +114,7 @@ impl AuthWebApp {
                     Logger::new("%a %{method}xi %U %s %b %Dms")
                         .custom_request_replace("method", |req| req.method().to_string()),
                 )
+                .wrap(session::middleware(&session_config, session_key.clone()))
                 .configure(routes::configure)
         })
         .workers(workers)

@@ -38,6 +38,8 @@ pub struct Upstream {
     pub users: pb::users_client::UsersClient<Svc>,
     /// `doorward.v1.Applications`.
     pub applications: pb::applications_client::ApplicationsClient<Svc>,
+    /// `doorward.v1.Authorizations`.
+    pub authorizations: pb::authorizations_client::AuthorizationsClient<Svc>,
 }
 
 /// A bad `TOKEN_SERVICE_URL` or service token.
@@ -69,7 +71,8 @@ impl Upstream {
         Ok(Self {
             tokens: pb::token_service_client::TokenServiceClient::new(svc.clone()),
             users: pb::users_client::UsersClient::new(svc.clone()),
-            applications: pb::applications_client::ApplicationsClient::new(svc),
+            applications: pb::applications_client::ApplicationsClient::new(svc.clone()),
+            authorizations: pb::authorizations_client::AuthorizationsClient::new(svc),
         })
     }
 }

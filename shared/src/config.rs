@@ -128,6 +128,16 @@ pub struct WebConfig {
     pub workers: Option<usize>,
     /// Peers whose `X-Forwarded-For` is believed (SEC-RL-04).
     pub trusted_proxies: Vec<String>,
+    /// The key that signs and encrypts session cookies: 64 bytes, base64 (standard or
+    /// URL-safe). Replicas that share it share sessions. Unset: the all-in-one binary keeps
+    /// one in `<data_dir>/session.key`; a lone auth-web makes a throwaway one.
+    pub session_key: Option<Secret>,
+    /// A session unused for this long is over.
+    pub session_idle_seconds: i64,
+    /// A session is over this long after sign-in, however active.
+    pub session_absolute_seconds: i64,
+    /// Whether people may create accounts at `/users/sign_up`.
+    pub sign_up_enabled: bool,
 }
 
 impl Default for Config {
@@ -201,6 +211,10 @@ impl Default for WebConfig {
             grpc_timeout_ms: 5_000,
             workers: None,
             trusted_proxies: Vec::new(),
+            session_key: None,
+            session_idle_seconds: 8 * 3600,
+            session_absolute_seconds: 7 * 24 * 3600,
+            sign_up_enabled: true,
         }
     }
 }

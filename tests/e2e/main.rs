@@ -8,6 +8,7 @@ mod api;
 mod code_flow;
 mod database;
 mod grpc;
+mod pages;
 mod refresh;
 mod resilience;
 mod seed;

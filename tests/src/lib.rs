@@ -4,6 +4,7 @@
 
 #![allow(clippy::unwrap_used)]
 
+pub mod browser;
 pub mod logs;
 
 use std::path::PathBuf;
@@ -180,7 +181,8 @@ impl TestApp {
 
         let mut web_config = config.clone();
         web_config.token_service_url = format!("http://{grpc_addr}");
-        let auth_web = auth_web::AuthWebApp::build(web_config).expect("auth-web starts");
+        let auth_web = auth_web::AuthWebApp::build_with_clock(web_config, Arc::new(clock.clone()))
+            .expect("auth-web starts");
         let base = format!("http://{}", auth_web.local_addr());
         let web_handle = auth_web.handle();
         tokio::spawn(auth_web.run());

@@ -1,7 +1,10 @@
 //! HTTP routes, one file per resource.
 
 pub mod api_user;
+pub mod assets;
+pub mod authorize;
 pub mod health;
+pub mod sign_in;
 pub mod token;
 
 use actix_web::{HttpResponse, web};
@@ -18,7 +21,20 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .route(web::get().to(api_user::current_user))
             .default_service(web::to(method_not_allowed)),
     )
-    .route("/-/health", web::get().to(health::health));
+    .route("/-/health", web::get().to(health::health))
+    .route("/assets/doorward.css", web::get().to(assets::stylesheet))
+    .route("/", web::get().to(sign_in::home))
+    .service(
+        web::resource("/users/sign_in")
+            .route(web::get().to(sign_in::show))
+            .route(web::post().to(sign_in::submit)),
+    )
+    .route("/users/sign_out", web::post().to(sign_in::sign_out))
+    .service(
+        web::resource("/oauth/authorize")
+            .route(web::get().to(authorize::show))
+            .route(web::post().to(authorize::decide)),
+    );
 }
 
 /// 405 with an `Allow` header (RFC 9110 §15.5.6); `/oauth/token` takes only POST

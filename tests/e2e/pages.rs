@@ -1,0 +1,384 @@
+//! The authorization-code flow as a browser drives it: sign-in, consent, the response to the
+//! client, and the attacks on the pages (CSRF, open redirect, framing, unregistered
+//! redirect URIs).
+
+use doorward_tests::browser::{Browser, Page};
+use doorward_tests::{Backend, TestApp, TestClient, both_backends};
+use serde_json::Value;
+
+both_backends!(
+    browser_signs_in_consents_and_the_client_gets_tokens,
+    sec_az_01_pages_for_unknown_clients_and_unregistered_redirect_uris,
+    sec_az_02_other_errors_redirect_with_error_state_and_iss,
+    deny_redirects_with_access_denied,
+    form_post_answers_with_an_auto_submitting_form,
+    sec_sc_csrf_missing_or_wrong_is_refused,
+    open_redirects_on_the_return_address_are_refused,
+    sign_in_failures_are_generic_and_throttled,
+    prompt_login_asks_for_a_fresh_sign_in,
+);
+
+const REDIRECT: &str = "https://app.example/callback";
+
+fn authorize_path(client: &TestClient, extra: &str) -> String {
+    let query = serde_urlencoded::to_string([
+        ("client_id", client.id.as_str()),
+        ("redirect_uri", REDIRECT),
+        ("response_type", "code"),
+        ("state", "st@te/1 2"),
+    ])
+    .unwrap();
+    format!("/oauth/authorize?{query}{extra}")
+}
+
+/// Signs in through the page the server sent us to; returns where sign-in leads.
+async fn sign_in(browser: &Browser, sign_in_location: &str, login: &str, password: &str) -> Page {
+    let page = browser.get(sign_in_location).await;
+    assert_eq!(page.status, 200);
+    assert!(page.body.contains("Sign in"));
+    let mut fields = page.form("/users/sign_in");
+    fields.retain(|(name, _)| name != "login");
+    fields.push(("login".into(), login.into()));
+    fields.push(("password".into(), password.into()));
+    browser.post("/users/sign_in", &fields).await
+}
+
+/// Query parameters of a redirect to the client.
+fn client_params(location: &str) -> Vec<(String, String)> {
+    assert!(location.starts_with(REDIRECT), "{location}");
+    let query = location.split_once('?').map(|(_, q)| q).unwrap_or("");
+    serde_urlencoded::from_str(query).unwrap()
+}
+
+fn param(params: &[(String, String)], name: &str) -> Option<String> {
+    params
+        .iter()
+        .find(|(n, _)| n == name)
+        .map(|(_, v)| v.clone())
+}
+
+async fn signed_in_browser(app: &TestApp, client: &TestClient) -> (Browser, Page) {
+    let browser = Browser::new(&app.base);
+    let first = browser
+        .get(&authorize_path(client, "&scope=read_user"))
+        .await;
+    assert_eq!(first.status, 303);
+    let signed_in = sign_in(
+        &browser,
+        &first.location().unwrap(),
+        "jane",
+        "sekret-password",
+    )
+    .await;
+    assert_eq!(signed_in.status, 303);
+    let consent = browser.get(&signed_in.location().unwrap()).await;
+    (browser, consent)
+}
+
+async fn browser_signs_in_consents_and_the_client_gets_tokens(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    app.create_user("jane", "sekret-password").await;
+    let client = app.default_client().await;
+    let (browser, consent) = signed_in_browser(&app, &client).await;
+    assert_eq!(consent.status, 200, "{}", consent.body);
+    assert!(consent.body.contains("Test app") && consent.body.contains("read_user"));
+    // Pages cannot be framed and run no foreign code.
+    assert_eq!(consent.header("x-frame-options").as_deref(), Some("DENY"));
+    let csp = consent.header("content-security-policy").unwrap();
+    assert!(
+        csp.contains("frame-ancestors 'none'")
+            && csp.contains("form-action 'self' https://app.example")
+    );
+    assert!(!csp.contains("script-src"));
+
+    let mut fields = consent.form("/oauth/authorize");
+    fields.push(("decision".into(), "approve".into()));
+    let answer = browser.post("/oauth/authorize", &fields).await;
+    assert_eq!(answer.status, 302);
+    let params = client_params(&answer.location().unwrap());
+    assert_eq!(
+        param(&params, "state").as_deref(),
+        Some("st@te/1 2"),
+        "state comes back byte for byte"
+    );
+    assert_eq!(
+        param(&params, "iss").as_deref(),
+        Some(app.config.issuer()),
+        "SEC-AZ-04"
+    );
+    let code = param(&params, "code").unwrap();
+
+    let response = app
+        .token_basic(
+            &client,
+            &[
+                ("grant_type", "authorization_code"),
+                ("code", &code),
+                ("redirect_uri", REDIRECT),
+            ],
+        )
+        .await;
+    assert_eq!(response.status(), 200);
+    let tokens: Value = response.json().await.unwrap();
+    assert_eq!(tokens["scope"], "read_user");
+    assert_eq!(
+        app.api_user(tokens["access_token"].as_str().unwrap())
+            .await
+            .0,
+        200
+    );
+
+    // The same request again: consent was given, so the client gets a code at once.
+    let again = browser
+        .get(&authorize_path(&client, "&scope=read_user"))
+        .await;
+    assert_eq!(again.status, 302);
+    assert!(param(&client_params(&again.location().unwrap()), "code").is_some());
+}
+
+async fn sec_az_01_pages_for_unknown_clients_and_unregistered_redirect_uris(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let client = app.default_client().await;
+    let browser = Browser::new(&app.base);
+    let unknown = TestClient {
+        id: "nope".into(),
+        secret: String::new(),
+    };
+    let page = browser.get(&authorize_path(&unknown, "")).await;
+    assert_eq!(page.status, 401);
+    assert!(page.location().is_none());
+    assert!(
+        page.header("content-type")
+            .unwrap()
+            .starts_with("text/html")
+    );
+    for evil in [
+        "https://evil.example/cb",
+        "https://app.example/callback/",
+        "https://app.example@evil.example/callback",
+    ] {
+        for prompt in ["", "&prompt=none"] {
+            let path = authorize_path(&client, prompt).replace(
+                &serde_urlencoded::to_string([("redirect_uri", REDIRECT)]).unwrap(),
+                &serde_urlencoded::to_string([("redirect_uri", evil)]).unwrap(),
+            );
+            let page = browser.get(&path).await;
+            assert_eq!(page.status, 400, "{evil}");
+            assert!(page.location().is_none());
+            assert!(
+                !page.body.contains("href=\"https://evil"),
+                "no link to the attacker"
+            );
+        }
+    }
+}
+
+async fn sec_az_02_other_errors_redirect_with_error_state_and_iss(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let client = app.default_client().await;
+    let browser = Browser::new(&app.base);
+    for (extra, error) in [
+        ("&scope=nope", "invalid_scope"),
+        ("&response_mode=fragment", "unsupported_response_mode"),
+        (
+            "&request_uri=https%3A%2F%2F127.0.0.1%3A1%2Fr",
+            "request_uri_not_supported",
+        ),
+    ] {
+        let page = browser.get(&authorize_path(&client, extra)).await;
+        assert_eq!(page.status, 302, "{extra}");
+        let params = client_params(&page.location().unwrap());
+        assert_eq!(param(&params, "error").as_deref(), Some(error));
+        assert_eq!(param(&params, "state").as_deref(), Some("st@te/1 2"));
+        assert_eq!(param(&params, "iss").as_deref(), Some(app.config.issuer()));
+        assert!(param(&params, "code").is_none());
+    }
+    // SEC-AZ-03: no token in the front channel, ever.
+    let page = browser
+        .get(&authorize_path(&client, "").replace("response_type=code", "response_type=token"))
+        .await;
+    let location = page.location().unwrap();
+    assert!(
+        location.contains("error=unsupported_response_type") && !location.contains("access_token")
+    );
+}
+
+async fn deny_redirects_with_access_denied(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    app.create_user("jane", "sekret-password").await;
+    let client = app.default_client().await;
+    let (browser, consent) = signed_in_browser(&app, &client).await;
+    let mut fields = consent.form("/oauth/authorize");
+    fields.push(("decision".into(), "deny".into()));
+    let answer = browser.post("/oauth/authorize", &fields).await;
+    assert_eq!(answer.status, 302);
+    let params = client_params(&answer.location().unwrap());
+    assert_eq!(param(&params, "error").as_deref(), Some("access_denied"));
+    assert_eq!(param(&params, "state").as_deref(), Some("st@te/1 2"));
+    // A forged deny towards an unregistered URI is a page, not a redirect.
+    let mut forged = consent.form("/oauth/authorize");
+    for field in forged.iter_mut().filter(|(n, _)| n == "redirect_uri") {
+        field.1 = "https://evil.example/cb".into();
+    }
+    forged.push(("decision".into(), "deny".into()));
+    let answer = browser.post("/oauth/authorize", &forged).await;
+    assert_eq!(answer.status, 400);
+    assert!(answer.location().is_none());
+}
+
+async fn form_post_answers_with_an_auto_submitting_form(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    app.create_user("jane", "sekret-password").await;
+    let client = app.default_client().await;
+    let browser = Browser::new(&app.base);
+    let first = browser
+        .get(&authorize_path(&client, "&response_mode=form_post"))
+        .await;
+    let signed_in = sign_in(
+        &browser,
+        &first.location().unwrap(),
+        "jane",
+        "sekret-password",
+    )
+    .await;
+    let consent = browser.get(&signed_in.location().unwrap()).await;
+    let mut fields = consent.form("/oauth/authorize");
+    fields.push(("decision".into(), "approve".into()));
+    let answer = browser.post("/oauth/authorize", &fields).await;
+    assert_eq!(answer.status, 200);
+    assert!(answer.body.contains(&format!("action=\"{REDIRECT}\"")));
+    assert!(answer.input("code").is_some());
+    assert_eq!(answer.input("state").as_deref(), Some("st@te/1 2"));
+    assert_eq!(answer.input("iss").as_deref(), Some(app.config.issuer()));
+    let csp = answer.header("content-security-policy").unwrap();
+    assert!(csp.contains("script-src 'nonce-") && csp.contains("form-action https://app.example"));
+}
+
+async fn sec_sc_csrf_missing_or_wrong_is_refused(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    app.create_user("jane", "sekret-password").await;
+    let client = app.default_client().await;
+    let (browser, consent) = signed_in_browser(&app, &client).await;
+    for token in [None, Some("wrong-token")] {
+        let mut fields: Vec<(String, String)> = consent
+            .inputs()
+            .into_iter()
+            .filter(|(n, _)| n != "authenticity_token")
+            .collect();
+        if let Some(token) = token {
+            fields.push(("authenticity_token".into(), token.into()));
+        }
+        fields.push(("decision".into(), "approve".into()));
+        let answer = browser.post("/oauth/authorize", &fields).await;
+        assert_eq!(answer.status, 403);
+        assert!(answer.location().is_none());
+    }
+    assert_eq!(app.count("access_grants").await, 0, "no code was issued");
+    // Sign-in is protected too: a cross-site login form cannot sign the victim in.
+    let fresh = Browser::new(&app.base);
+    let answer = fresh
+        .post(
+            "/users/sign_in",
+            &[
+                ("login".into(), "jane".into()),
+                ("password".into(), "sekret-password".into()),
+            ],
+        )
+        .await;
+    assert_eq!(answer.status, 403);
+}
+
+async fn open_redirects_on_the_return_address_are_refused(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    app.create_user("jane", "sekret-password").await;
+    for evil in [
+        "https://evil.example/",
+        "//evil.example/x",
+        "/\\evil.example",
+        "javascript:alert(1)",
+    ] {
+        let browser = Browser::new(&app.base);
+        let query = serde_urlencoded::to_string([("return_to", evil)]).unwrap();
+        let answer = sign_in(
+            &browser,
+            &format!("/users/sign_in?{query}"),
+            "jane",
+            "sekret-password",
+        )
+        .await;
+        assert_eq!(answer.status, 303);
+        assert_eq!(answer.location().as_deref(), Some("/"), "{evil}");
+    }
+}
+
+async fn sign_in_failures_are_generic_and_throttled(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    app.create_user("jane", "sekret-password").await;
+    let browser = Browser::new(&app.base);
+    let unknown = sign_in(&browser, "/users/sign_in", "nobody", "whatever-pw").await;
+    let wrong = sign_in(&browser, "/users/sign_in", "jane", "wrong-password").await;
+    assert_eq!((unknown.status, wrong.status), (401, 401));
+    assert!(
+        unknown
+            .body
+            .contains("Invalid username, e-mail or password.")
+    );
+    assert!(wrong.body.contains("Invalid username, e-mail or password."));
+    for _ in 0..4 {
+        sign_in(&browser, "/users/sign_in", "jane", "wrong-password").await;
+    }
+    let throttled = sign_in(&browser, "/users/sign_in", "jane", "sekret-password").await;
+    assert_eq!(throttled.status, 429);
+    assert!(throttled.header("retry-after").is_some());
+    // Signed in: the session cookie is HttpOnly and SameSite=Lax.
+    app.clock.advance(301);
+    let page = browser.get("/users/sign_in").await;
+    let mut fields = page.form("/users/sign_in");
+    fields.push(("login".into(), "jane".into()));
+    fields.push(("password".into(), "sekret-password".into()));
+    let response = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+        .get(app.url("/users/sign_in"))
+        .send()
+        .await
+        .unwrap();
+    let cookie = response
+        .headers()
+        .get("set-cookie")
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        cookie.contains("HttpOnly") && cookie.contains("SameSite=Lax"),
+        "{cookie}"
+    );
+    let signed_in = browser.post("/users/sign_in", &fields).await;
+    assert_eq!(signed_in.status, 303);
+}
+
+async fn prompt_login_asks_for_a_fresh_sign_in(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    app.create_user("jane", "sekret-password").await;
+    let client = app.default_client().await;
+    let (browser, _) = signed_in_browser(&app, &client).await;
+    let page = browser.get(&authorize_path(&client, "&prompt=login")).await;
+    assert_eq!(page.status, 303);
+    let location = page.location().unwrap();
+    assert!(location.starts_with("/users/sign_in?return_to="));
+    assert!(
+        !location.contains("prompt"),
+        "the fresh sign-in is not asked for again"
+    );
+    // The session is gone until the user signs in again.
+    let home = browser.get("/").await;
+    assert_eq!(home.location().as_deref(), Some("/users/sign_in"));
+    // max_age: a sign-in older than max_age needs a new one.
+    let (browser, _) = signed_in_browser(&app, &client).await;
+    app.clock.advance(120);
+    let page = browser.get(&authorize_path(&client, "&max_age=60")).await;
+    assert_eq!(page.status, 303);
+    assert!(page.location().unwrap().starts_with("/users/sign_in?"));
+}

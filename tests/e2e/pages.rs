@@ -16,7 +16,154 @@ both_backends!(
     open_redirects_on_the_return_address_are_refused,
     sign_in_failures_are_generic_and_throttled,
     prompt_login_asks_for_a_fresh_sign_in,
+    sign_up_creates_an_account_with_clear_password_rules,
+    sign_up_can_be_switched_off,
+    authorized_applications_are_listed_and_revoked,
+    sec_az_08_no_cors_on_pages,
 );
+
+async fn sign_up_creates_an_account_with_clear_password_rules(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let browser = Browser::new(&app.base);
+    let form = browser.get("/users/sign_up").await;
+    assert_eq!(form.status, 200);
+    let fill = |password: &str| {
+        let mut fields = form.form("/users/sign_up");
+        fields.extend([
+            ("username".to_owned(), "newbie".to_owned()),
+            ("name".to_owned(), "New Bie".to_owned()),
+            ("email".to_owned(), "newbie@example.com".to_owned()),
+            ("password".to_owned(), password.to_owned()),
+        ]);
+        fields
+    };
+    let refused = browser.post("/users/sign_up", &fill("short")).await;
+    assert_eq!(refused.status, 422);
+    assert!(
+        refused
+            .body
+            .contains("Password must be at least 8 characters"),
+        "{}",
+        refused.body
+    );
+    assert!(
+        refused.body.contains("value=\"newbie\""),
+        "the form keeps what was typed"
+    );
+    let created = browser
+        .post("/users/sign_up", &fill("long-enough-pw"))
+        .await;
+    assert_eq!(created.status, 303);
+    let home = browser.get("/").await;
+    assert!(home.body.contains("Hello, newbie"));
+    // The same name again is refused with a clear message.
+    let other = Browser::new(&app.base);
+    let form = other.get("/users/sign_up").await;
+    let mut fields = form.form("/users/sign_up");
+    fields.extend([
+        ("username".to_owned(), "newbie".to_owned()),
+        ("email".to_owned(), "other@example.com".to_owned()),
+        ("password".to_owned(), "long-enough-pw".to_owned()),
+    ]);
+    let taken = other.post("/users/sign_up", &fields).await;
+    assert_eq!(taken.status, 422);
+    assert!(taken.body.contains("has already been taken"));
+}
+
+async fn sign_up_can_be_switched_off(backend: Backend) {
+    let app = TestApp::spawn_with(backend, |config| config.web.sign_up_enabled = false).await;
+    let browser = Browser::new(&app.base);
+    assert_eq!(browser.get("/users/sign_up").await.status, 404);
+    let page = browser.get("/users/sign_in").await;
+    assert!(!page.body.contains("/users/sign_up"));
+}
+
+async fn authorized_applications_are_listed_and_revoked(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    app.create_user("jane", "sekret-password").await;
+    let client = app.default_client().await;
+    let (browser, consent) = signed_in_browser(&app, &client).await;
+    let mut fields = consent.form("/oauth/authorize");
+    fields.push(("decision".into(), "approve".into()));
+    let answer = browser.post("/oauth/authorize", &fields).await;
+    let code = param(&client_params(&answer.location().unwrap()), "code").unwrap();
+    let tokens: Value = app
+        .token_basic(
+            &client,
+            &[
+                ("grant_type", "authorization_code"),
+                ("code", &code),
+                ("redirect_uri", REDIRECT),
+            ],
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    let list = browser.get("/oauth/authorized_applications").await;
+    assert_eq!(list.status, 200);
+    assert!(list.body.contains("Test app") && list.body.contains("read_user"));
+    let action = format!("/oauth/authorized_applications/{}/revoke", client.id);
+    let revoke = list.form(&action);
+    assert!(!revoke.is_empty(), "a revoke form with its CSRF token");
+    // Without the token nothing happens.
+    assert_eq!(browser.post(&action, &[]).await.status, 403);
+    assert_eq!(
+        app.api_user(tokens["access_token"].as_str().unwrap())
+            .await
+            .0,
+        200
+    );
+    let done = browser.post(&action, &revoke).await;
+    assert_eq!(done.status, 303);
+    assert_eq!(
+        app.api_user(tokens["access_token"].as_str().unwrap())
+            .await
+            .0,
+        401
+    );
+    let list = browser.get("/oauth/authorized_applications").await;
+    assert!(list.body.contains("No application can use your account."));
+    // Signed out, the page sends you to sign in and back.
+    let stranger = Browser::new(&app.base);
+    let page = stranger.get("/oauth/authorized_applications").await;
+    assert_eq!(page.status, 303);
+    assert!(
+        page.location()
+            .unwrap()
+            .contains("return_to=%2Foauth%2Fauthorized_applications")
+    );
+}
+
+async fn sec_az_08_no_cors_on_pages(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let client = app.default_client().await;
+    let http = reqwest::Client::new();
+    for path in [authorize_path(&client, ""), "/users/sign_in".to_owned()] {
+        let preflight = http
+            .request(reqwest::Method::OPTIONS, app.url(&path))
+            .header("origin", "https://evil.example")
+            .header("access-control-request-method", "POST")
+            .send()
+            .await
+            .unwrap();
+        let get = http
+            .get(app.url(&path))
+            .header("origin", "https://evil.example")
+            .send()
+            .await
+            .unwrap();
+        for response in [preflight, get] {
+            assert!(
+                !response
+                    .headers()
+                    .keys()
+                    .any(|k| k.as_str().starts_with("access-control-")),
+                "{path}"
+            );
+        }
+    }
+}
 
 const REDIRECT: &str = "https://app.example/callback";
 

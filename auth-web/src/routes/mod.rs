@@ -1,5 +1,6 @@
 //! HTTP routes, one file per resource.
 
+pub mod account;
 pub mod api_user;
 pub mod assets;
 pub mod authorize;
@@ -30,6 +31,19 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .route(web::post().to(sign_in::submit)),
     )
     .route("/users/sign_out", web::post().to(sign_in::sign_out))
+    .service(
+        web::resource("/users/sign_up")
+            .route(web::get().to(account::sign_up_form))
+            .route(web::post().to(account::sign_up)),
+    )
+    .route(
+        "/oauth/authorized_applications",
+        web::get().to(account::authorized),
+    )
+    .route(
+        "/oauth/authorized_applications/{client_id}/revoke",
+        web::post().to(account::revoke),
+    )
     .service(
         web::resource("/oauth/authorize")
             .route(web::get().to(authorize::show))

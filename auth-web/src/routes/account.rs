@@ -1,0 +1,256 @@
+//! The account pages: sign-up (`/users/sign_up`, can be switched off) and the applications
+//! the user has authorized (`/oauth/authorized_applications`, list and revoke).
+
+use actix_session::Session;
+use actix_web::http::StatusCode;
+use actix_web::{HttpRequest, HttpResponse, web};
+use askama::Template;
+use doorward_proto::v1 as pb;
+
+use crate::pages::{self, render};
+use crate::routes::sign_in::{page_form, redirect};
+use crate::session::{self, SessionUser};
+use crate::startup::WebState;
+
+#[derive(Template)]
+#[template(path = "sign_up.html")]
+struct SignUpPage<'a> {
+    signed_in_as: Option<&'a str>,
+    csrf: &'a str,
+    errors: Vec<String>,
+    username: &'a str,
+    name: &'a str,
+    email: &'a str,
+    min_length: usize,
+}
+
+struct AuthorizedRow {
+    name: String,
+    client_id: String,
+    scopes: Vec<String>,
+    since: String,
+}
+
+#[derive(Template)]
+#[template(path = "authorized_applications.html")]
+struct AuthorizedPage<'a> {
+    signed_in_as: Option<&'a str>,
+    csrf: &'a str,
+    applications: Vec<AuthorizedRow>,
+}
+
+/// The signed-in user, or a redirect to the sign-in page that comes back here.
+pub fn require_user(
+    req: &HttpRequest,
+    session: &Session,
+    state: &WebState,
+) -> Result<SessionUser, Box<HttpResponse>> {
+    session::current_user(session, &state.config, state.now()).ok_or_else(|| {
+        let here = match req.query_string() {
+            "" => req.path().to_owned(),
+            query => format!("{}?{query}", req.path()),
+        };
+        let query = serde_urlencoded::to_string([("return_to", here)]).unwrap_or_default();
+        Box::new(redirect(&format!("/users/sign_in?{query}")))
+    })
+}
+
+fn unavailable() -> HttpResponse {
+    pages::error_page(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "Doorward is temporarily unavailable",
+        "temporarily_unavailable",
+        "Try again in a moment.",
+    )
+}
+
+fn sign_up_disabled() -> HttpResponse {
+    pages::error_page(
+        StatusCode::NOT_FOUND,
+        "Sign-up is closed",
+        "not_found",
+        "New accounts are created by the administrator of this Doorward.",
+    )
+}
+
+/// `GET /users/sign_up`.
+pub async fn sign_up_form(session: Session, state: web::Data<WebState>) -> HttpResponse {
+    if !state.config.web.sign_up_enabled {
+        return sign_up_disabled();
+    }
+    let csrf = session::csrf_token(&session);
+    render(
+        StatusCode::OK,
+        &SignUpPage {
+            signed_in_as: None,
+            csrf: &csrf,
+            errors: Vec::new(),
+            username: "",
+            name: "",
+            email: "",
+            min_length: state.config.passwords.min_length,
+        },
+    )
+}
+
+/// `POST /users/sign_up`: creates the account and signs it in.
+pub async fn sign_up(
+    req: HttpRequest,
+    payload: web::Payload,
+    session: Session,
+    state: web::Data<WebState>,
+) -> HttpResponse {
+    if !state.config.web.sign_up_enabled {
+        return sign_up_disabled();
+    }
+    let params = match page_form(&req, payload, &session).await {
+        Ok(params) => params,
+        Err(page) => return page,
+    };
+    let username = params.get("username").unwrap_or("").trim().to_owned();
+    let name = params.get("name").unwrap_or("").trim().to_owned();
+    let email = params.get("email").unwrap_or("").trim().to_owned();
+    let request = pb::CreateUserRequest {
+        username: username.clone(),
+        email: email.clone(),
+        name: name.clone(),
+        password: params.owned("password").unwrap_or_default(),
+        admin: false,
+    };
+    let result = match state.upstream.users.clone().create_user(request).await {
+        Ok(response) => response.into_inner().result,
+        Err(_) => return unavailable(),
+    };
+    match result {
+        Some(pb::create_user_response::Result::User(user)) => {
+            session::sign_in(
+                &session,
+                SessionUser {
+                    id: user.id,
+                    username: user.username,
+                    auth_time: state.now(),
+                    admin: user.admin,
+                },
+                state.now(),
+            );
+            redirect("/")
+        }
+        Some(pb::create_user_response::Result::Errors(errors)) => {
+            let csrf = session::csrf_token(&session);
+            render(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                &SignUpPage {
+                    signed_in_as: None,
+                    csrf: &csrf,
+                    errors: errors
+                        .errors
+                        .into_iter()
+                        .map(|e| format!("{} {}", capitalise(&e.field), e.message))
+                        .collect(),
+                    username: &username,
+                    name: &name,
+                    email: &email,
+                    min_length: state.config.passwords.min_length,
+                },
+            )
+        }
+        None => unavailable(),
+    }
+}
+
+fn capitalise(field: &str) -> String {
+    let mut chars = field.chars();
+    match chars.next() {
+        Some(first) => first
+            .to_uppercase()
+            .chain(chars)
+            .collect::<String>()
+            .replace('_', " "),
+        None => String::new(),
+    }
+}
+
+fn date(unix: i64) -> String {
+    time::OffsetDateTime::from_unix_timestamp(unix)
+        .ok()
+        .and_then(|t| {
+            t.format(time::macros::format_description!("[year]-[month]-[day]"))
+                .ok()
+        })
+        .unwrap_or_default()
+}
+
+/// `GET /oauth/authorized_applications`.
+pub async fn authorized(
+    req: HttpRequest,
+    session: Session,
+    state: web::Data<WebState>,
+) -> HttpResponse {
+    let user = match require_user(&req, &session, &state) {
+        Ok(user) => user,
+        Err(to_sign_in) => return *to_sign_in,
+    };
+    let listed = state
+        .upstream
+        .authorizations
+        .clone()
+        .list_authorized_applications(pb::ListAuthorizedApplicationsRequest { user_id: user.id })
+        .await;
+    let Ok(listed) = listed else {
+        return unavailable();
+    };
+    let applications = listed
+        .into_inner()
+        .applications
+        .into_iter()
+        .filter_map(|a| {
+            let app = a.application?;
+            Some(AuthorizedRow {
+                name: app.name,
+                client_id: app.uid,
+                scopes: a.scopes,
+                since: date(a.authorized_at),
+            })
+        })
+        .collect();
+    let csrf = session::csrf_token(&session);
+    render(
+        StatusCode::OK,
+        &AuthorizedPage {
+            signed_in_as: Some(&user.username),
+            csrf: &csrf,
+            applications,
+        },
+    )
+}
+
+/// `POST /oauth/authorized_applications/{client_id}/revoke`: revokes every token and code
+/// of the user for that application (SEC-RT-07).
+pub async fn revoke(
+    req: HttpRequest,
+    path: web::Path<String>,
+    payload: web::Payload,
+    session: Session,
+    state: web::Data<WebState>,
+) -> HttpResponse {
+    let user = match require_user(&req, &session, &state) {
+        Ok(user) => user,
+        Err(to_sign_in) => return *to_sign_in,
+    };
+    if let Err(page) = page_form(&req, payload, &session).await {
+        return page;
+    }
+    let revoked = state
+        .upstream
+        .authorizations
+        .clone()
+        .revoke_authorized_application(pb::RevokeAuthorizedApplicationRequest {
+            user_id: user.id,
+            client_id: path.into_inner(),
+        })
+        .await;
+    match revoked {
+        Ok(_) => redirect("/oauth/authorized_applications"),
+        Err(_) => unavailable(),
+    }
+}

@@ -20,7 +20,246 @@ both_backends!(
     sign_up_can_be_switched_off,
     authorized_applications_are_listed_and_revoked,
     sec_az_08_no_cors_on_pages,
+    applications_pages_register_show_the_secret_once_edit_renew_and_delete,
+    administrators_see_every_application_and_may_trust_one,
 );
+
+/// Signs `login` in on a fresh browser.
+async fn browser_for(app: &TestApp, login: &str) -> Browser {
+    let browser = Browser::new(&app.base);
+    let answer = sign_in(&browser, "/users/sign_in", login, "sekret-password").await;
+    assert_eq!(answer.status, 303);
+    browser
+}
+
+fn app_form(page: &Page, action: &str, extra: &[(&str, &str)]) -> Vec<(String, String)> {
+    // Only the hidden token: the test chooses every visible field itself.
+    let mut fields: Vec<(String, String)> = page
+        .form(action)
+        .into_iter()
+        .filter(|(n, _)| n == "authenticity_token")
+        .collect();
+    fields.extend(
+        extra
+            .iter()
+            .map(|(n, v)| ((*n).to_owned(), (*v).to_owned())),
+    );
+    fields
+}
+
+async fn applications_pages_register_show_the_secret_once_edit_renew_and_delete(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    app.create_user("jane", "sekret-password").await;
+    app.create_user("eve", "sekret-password").await;
+    let jane = browser_for(&app, "jane").await;
+    let new = jane.get("/oauth/applications/new").await;
+    assert_eq!(new.status, 200);
+    let created = jane
+        .post(
+            "/oauth/applications",
+            &app_form(
+                &new,
+                "/oauth/applications",
+                &[
+                    ("name", "Jane's app"),
+                    (
+                        "redirect_uri",
+                        "https://jane.example/cb\nhttp://127.0.0.1/cb",
+                    ),
+                    ("scope_read_user", "1"),
+                    ("grant_client_credentials", "1"),
+                    ("grant_authorization_code", "1"),
+                    ("confidential", "1"),
+                    ("trusted", "1"),
+                ],
+            ),
+        )
+        .await;
+    assert_eq!(created.status, 200, "{}", created.body);
+    assert_eq!(
+        created.header("cache-control").as_deref(),
+        Some("no-store"),
+        "SEC-SL-04"
+    );
+    let secret = doorward_tests::browser::unescape(
+        created
+            .body
+            .split("<code id=\"secret\">")
+            .nth(1)
+            .unwrap()
+            .split('<')
+            .next()
+            .unwrap(),
+    );
+    assert!(secret.starts_with("dwcs-"));
+    assert!(created.body.contains("Confidential") && !created.body.contains(", trusted"));
+    let uid = created
+        .body
+        .split("/oauth/applications/")
+        .nth(1)
+        .unwrap()
+        .split('/')
+        .next()
+        .unwrap()
+        .to_owned();
+    let client = TestClient {
+        id: uid.clone(),
+        secret: secret.clone(),
+    };
+    let response = app
+        .token_basic(
+            &client,
+            &[("grant_type", "client_credentials"), ("scope", "read_user")],
+        )
+        .await;
+    assert_eq!(response.status(), 200, "the secret from the page works");
+
+    // The secret is never shown again, and other users cannot see the application.
+    let shown = jane.get(&format!("/oauth/applications/{uid}")).await;
+    assert_eq!(shown.status, 200);
+    assert!(!shown.body.contains(&secret));
+    assert!(
+        !shown.body.contains("(trusted)") && !shown.body.contains(", trusted"),
+        "only administrators may trust"
+    );
+    let eve = browser_for(&app, "eve").await;
+    assert_eq!(
+        eve.get(&format!("/oauth/applications/{uid}")).await.status,
+        404
+    );
+    assert!(
+        !eve.get("/oauth/applications")
+            .await
+            .body
+            .contains("Jane's app")
+    );
+
+    // SEC-RU-06: a bad redirect URI is a form error and changes nothing.
+    let edit = jane.get(&format!("/oauth/applications/{uid}/edit")).await;
+    let refused = jane
+        .post(
+            &format!("/oauth/applications/{uid}"),
+            &app_form(
+                &edit,
+                &format!("/oauth/applications/{uid}"),
+                &[
+                    ("name", "Renamed"),
+                    ("redirect_uri", "javascript:alert(1)"),
+                    ("scope_read_user", "1"),
+                    ("grant_client_credentials", "1"),
+                ],
+            ),
+        )
+        .await;
+    assert_eq!(refused.status, 422);
+    assert!(refused.body.contains("forbidden"));
+    assert!(
+        jane.get(&format!("/oauth/applications/{uid}"))
+            .await
+            .body
+            .contains("Jane&#39;s app")
+    );
+
+    // Renewing shows a new secret once; with no grace the old one stops at once.
+    let renew = shown.form(&format!("/oauth/applications/{uid}/renew_secret"));
+    let renewed = jane
+        .post(&format!("/oauth/applications/{uid}/renew_secret"), &renew)
+        .await;
+    assert_eq!(renewed.status, 200);
+    assert!(!renewed.body.contains(&secret) && renewed.body.contains("id=\"secret\""));
+    let response = app
+        .token_basic(&client, &[("grant_type", "client_credentials")])
+        .await;
+    assert_eq!(response.status(), 401);
+
+    let delete = shown.form(&format!("/oauth/applications/{uid}/delete"));
+    assert_eq!(
+        eve.post(&format!("/oauth/applications/{uid}/delete"), &delete)
+            .await
+            .status,
+        403,
+        "CSRF: eve's session"
+    );
+    let deleted = jane
+        .post(&format!("/oauth/applications/{uid}/delete"), &delete)
+        .await;
+    assert_eq!(deleted.status, 303);
+    assert!(
+        jane.get("/oauth/applications")
+            .await
+            .body
+            .contains("None yet.")
+    );
+}
+
+async fn administrators_see_every_application_and_may_trust_one(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    app.create_user("jane", "sekret-password").await;
+    app.create_admin("root", "sekret-password").await;
+    let jane = browser_for(&app, "jane").await;
+    let new = jane.get("/oauth/applications/new").await;
+    assert!(
+        !new.body.contains("name=\"trusted\""),
+        "no trust checkbox for users"
+    );
+    let created = jane
+        .post(
+            "/oauth/applications",
+            &app_form(
+                &new,
+                "/oauth/applications",
+                &[
+                    ("name", "Jane's app"),
+                    ("redirect_uri", "https://jane.example/cb"),
+                    ("scope_read_user", "1"),
+                    ("grant_authorization_code", "1"),
+                    ("confidential", "1"),
+                ],
+            ),
+        )
+        .await;
+    let uid = created
+        .body
+        .split("/oauth/applications/")
+        .nth(1)
+        .unwrap()
+        .split('/')
+        .next()
+        .unwrap()
+        .to_owned();
+    let root = browser_for(&app, "root").await;
+    assert!(
+        root.get("/oauth/applications")
+            .await
+            .body
+            .contains("Jane&#39;s app")
+    );
+    let edit = root.get(&format!("/oauth/applications/{uid}/edit")).await;
+    assert!(edit.body.contains("name=\"trusted\""));
+    let saved = root
+        .post(
+            &format!("/oauth/applications/{uid}"),
+            &app_form(
+                &edit,
+                &format!("/oauth/applications/{uid}"),
+                &[
+                    ("name", "Jane's app"),
+                    ("redirect_uri", "https://jane.example/cb"),
+                    ("scope_read_user", "1"),
+                    ("grant_authorization_code", "1"),
+                    ("trusted", "1"),
+                ],
+            ),
+        )
+        .await;
+    assert_eq!(saved.status, 303);
+    assert!(
+        jane.get(&format!("/oauth/applications/{uid}"))
+            .await
+            .body
+            .contains(", trusted")
+    );
+}
 
 async fn sign_up_creates_an_account_with_clear_password_rules(backend: Backend) {
     let app = TestApp::spawn(backend).await;

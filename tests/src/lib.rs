@@ -253,12 +253,21 @@ impl TestApp {
 
     /// Creates a user with `password`; returns its id.
     pub async fn create_user(&self, username: &str, password: &str) -> i64 {
+        self.create_account(username, password, false).await
+    }
+
+    /// Creates an administrator with `password`; returns its id.
+    pub async fn create_admin(&self, username: &str, password: &str) -> i64 {
+        self.create_account(username, password, true).await
+    }
+
+    async fn create_account(&self, username: &str, password: &str, admin: bool) -> i64 {
         let account = token_service::accounts::NewAccount {
             username: username.into(),
             email: format!("{username}@example.com"),
             name: format!("{username} Example"),
             password: Secret::new(password),
-            admin: false,
+            admin,
         };
         match token_service::accounts::create(&self.state, account).await {
             Ok(user) => user.id,

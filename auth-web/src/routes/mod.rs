@@ -2,6 +2,7 @@
 
 pub mod account;
 pub mod api_user;
+pub mod applications;
 pub mod assets;
 pub mod authorize;
 pub mod health;
@@ -35,6 +36,29 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         web::resource("/users/sign_up")
             .route(web::get().to(account::sign_up_form))
             .route(web::post().to(account::sign_up)),
+    )
+    .service(
+        web::resource("/oauth/applications")
+            .route(web::get().to(applications::list))
+            .route(web::post().to(applications::create)),
+    )
+    .route("/oauth/applications/new", web::get().to(applications::new))
+    .service(
+        web::resource("/oauth/applications/{uid}")
+            .route(web::get().to(applications::detail))
+            .route(web::post().to(applications::update)),
+    )
+    .route(
+        "/oauth/applications/{uid}/edit",
+        web::get().to(applications::edit),
+    )
+    .route(
+        "/oauth/applications/{uid}/delete",
+        web::post().to(applications::delete),
+    )
+    .route(
+        "/oauth/applications/{uid}/renew_secret",
+        web::post().to(applications::renew_secret),
     )
     .route(
         "/oauth/authorized_applications",

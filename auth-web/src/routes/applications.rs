@@ -1,0 +1,462 @@
+//! `/oauth/applications`: the applications a user registered (an administrator sees them
+//! all and may mark one trusted): list, create, show, edit, delete, renew the secret. A
+//! secret is shown once, on the page answering its creation or renewal, never cached.
+
+use actix_session::Session;
+use actix_web::http::StatusCode;
+use actix_web::{HttpRequest, HttpResponse, web};
+use askama::Template;
+use doorward_proto::v1 as pb;
+use doorward_shared::scope::KNOWN_SCOPES;
+
+use crate::pages::{self, describe_scope, render};
+use crate::params::Params;
+use crate::routes::account::require_user;
+use crate::routes::sign_in::{page_form, redirect};
+use crate::session::{self, SessionUser};
+use crate::startup::WebState;
+
+/// Grant types offered on the form, with whether a new application gets them by default
+/// (the password grant is opt-in here: RFC 9700 §2.4 discourages it).
+const GRANTS: &[(&str, bool)] = &[
+    ("authorization_code", true),
+    ("refresh_token", true),
+    ("client_credentials", true),
+    ("password", false),
+    ("device_code", true),
+];
+
+#[derive(Template)]
+#[template(path = "applications.html")]
+struct ListPage<'a> {
+    signed_in_as: Option<&'a str>,
+    csrf: &'a str,
+    admin: bool,
+    applications: Vec<pb::Application>,
+}
+
+#[derive(Template)]
+#[template(path = "application_form.html")]
+struct FormPage {
+    signed_in_as: Option<String>,
+    csrf: String,
+    editing: bool,
+    action: String,
+    errors: Vec<String>,
+    name: String,
+    redirect_uris: String,
+    scopes: Vec<(&'static str, &'static str, bool)>,
+    grants: Vec<(&'static str, bool)>,
+    confidential: bool,
+    trusted: bool,
+    admin: bool,
+}
+
+#[derive(Template)]
+#[template(path = "application.html")]
+struct ShowPage {
+    signed_in_as: Option<String>,
+    csrf: String,
+    app: pb::Application,
+    secret: Option<String>,
+}
+
+fn unavailable() -> HttpResponse {
+    pages::error_page(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "Doorward is temporarily unavailable",
+        "temporarily_unavailable",
+        "Try again in a moment.",
+    )
+}
+
+fn not_found() -> HttpResponse {
+    pages::error_page(
+        StatusCode::NOT_FOUND,
+        "No such application",
+        "not_found",
+        "It does not exist, or it is not yours.",
+    )
+}
+
+/// The application `uid` if the user may manage it (its owner, or an administrator).
+async fn owned(
+    state: &WebState,
+    user: &SessionUser,
+    uid: &str,
+) -> Result<pb::Application, HttpResponse> {
+    let found = state
+        .upstream
+        .applications
+        .clone()
+        .get_application(pb::GetApplicationRequest {
+            uid: uid.to_owned(),
+        })
+        .await
+        .map_err(|_| unavailable())?
+        .into_inner()
+        .application;
+    match found {
+        Some(app) if user.admin || app.owner_id == Some(user.id) => Ok(app),
+        _ => Err(not_found()),
+    }
+}
+
+/// The form, filled from `editing` (or with a new application's defaults).
+fn form_page(user: &SessionUser, csrf: String, editing: Option<&pb::Application>) -> FormPage {
+    let selected: Vec<String> =
+        editing.map_or_else(|| vec!["read_user".into()], |a| a.scopes.clone());
+    FormPage {
+        signed_in_as: Some(user.username.clone()),
+        csrf,
+        editing: editing.is_some(),
+        action: editing.map_or_else(
+            || "/oauth/applications".to_owned(),
+            |a| format!("/oauth/applications/{}", a.uid),
+        ),
+        errors: Vec::new(),
+        name: editing.map(|a| a.name.clone()).unwrap_or_default(),
+        redirect_uris: editing
+            .map(|a| a.redirect_uris.join("\n"))
+            .unwrap_or_default(),
+        scopes: KNOWN_SCOPES
+            .iter()
+            .map(|s| (*s, describe_scope(s), selected.iter().any(|x| x == s)))
+            .collect(),
+        grants: GRANTS
+            .iter()
+            .map(|(g, default)| {
+                (
+                    *g,
+                    editing.map_or(*default, |a| a.grant_types.iter().any(|x| x == g)),
+                )
+            })
+            .collect(),
+        confidential: editing.is_none_or(|a| a.confidential),
+        trusted: editing.is_some_and(|a| a.trusted),
+        admin: user.admin,
+    }
+}
+
+/// The submitted form as proto fields, and the form page refilled with it (for errors).
+fn submitted(
+    params: &Params,
+    user: &SessionUser,
+    mut page: FormPage,
+) -> (pb::ApplicationFields, FormPage) {
+    let scopes: Vec<String> = KNOWN_SCOPES
+        .iter()
+        .filter(|s| params.get(&format!("scope_{s}")).is_some())
+        .map(|s| (*s).to_owned())
+        .collect();
+    let grants: Vec<String> = GRANTS
+        .iter()
+        .filter(|(g, _)| params.get(&format!("grant_{g}")).is_some())
+        .map(|(g, _)| (*g).to_owned())
+        .collect();
+    let confidential = if page.editing {
+        page.confidential
+    } else {
+        params.get("confidential").is_some()
+    };
+    let trusted = if user.admin {
+        params.get("trusted").is_some()
+    } else {
+        page.trusted
+    };
+    page.name = params.get("name").unwrap_or("").trim().to_owned();
+    page.redirect_uris = params.get("redirect_uri").unwrap_or("").to_owned();
+    page.scopes = page
+        .scopes
+        .into_iter()
+        .map(|(s, d, _)| (s, d, scopes.iter().any(|x| x == s)))
+        .collect();
+    page.grants = page
+        .grants
+        .into_iter()
+        .map(|(g, _)| (g, grants.iter().any(|x| x == g)))
+        .collect();
+    page.confidential = confidential;
+    page.trusted = trusted;
+    let fields = pb::ApplicationFields {
+        name: page.name.clone(),
+        redirect_uris: page
+            .redirect_uris
+            .lines()
+            .map(|l| l.trim().to_owned())
+            .filter(|l| !l.is_empty())
+            .collect(),
+        scopes,
+        confidential,
+        trusted,
+        grant_types: if grants.is_empty() {
+            vec!["authorization_code".into()]
+        } else {
+            grants
+        },
+        owner_id: Some(user.id),
+    };
+    (fields, page)
+}
+
+fn show(
+    user: &SessionUser,
+    csrf: String,
+    app: pb::Application,
+    secret: Option<String>,
+) -> HttpResponse {
+    render(
+        StatusCode::OK,
+        &ShowPage {
+            signed_in_as: Some(user.username.clone()),
+            csrf,
+            app,
+            secret,
+        },
+    )
+}
+
+/// Renders the outcome of a create or update: the application (with its secret, once), or
+/// the form again with the validation errors.
+fn saved(
+    user: &SessionUser,
+    csrf: String,
+    page: FormPage,
+    result: Option<pb::create_application_response::Result>,
+) -> HttpResponse {
+    match result {
+        Some(pb::create_application_response::Result::Created(created)) => {
+            let secret = Some(created.secret).filter(|s| !s.is_empty());
+            match created.application {
+                Some(app) => show(user, csrf, app, secret),
+                None => unavailable(),
+            }
+        }
+        Some(pb::create_application_response::Result::Errors(errors)) => {
+            let page = FormPage {
+                errors: errors
+                    .errors
+                    .into_iter()
+                    .map(|e| format!("{} {}", e.field.replace('_', " "), e.message))
+                    .collect(),
+                ..page
+            };
+            render(StatusCode::UNPROCESSABLE_ENTITY, &page)
+        }
+        None => unavailable(),
+    }
+}
+
+macro_rules! signed_in {
+    ($req:expr, $session:expr, $state:expr) => {
+        match require_user(&$req, &$session, &$state) {
+            Ok(user) => user,
+            Err(to_sign_in) => return *to_sign_in,
+        }
+    };
+}
+
+/// `GET /oauth/applications`.
+pub async fn list(req: HttpRequest, session: Session, state: web::Data<WebState>) -> HttpResponse {
+    let user = signed_in!(req, session, state);
+    let owner_id = (!user.admin).then_some(user.id);
+    let Ok(listed) = state
+        .upstream
+        .applications
+        .clone()
+        .list_applications(pb::ListApplicationsRequest { owner_id })
+        .await
+    else {
+        return unavailable();
+    };
+    let csrf = session::csrf_token(&session);
+    render(
+        StatusCode::OK,
+        &ListPage {
+            signed_in_as: Some(&user.username),
+            csrf: &csrf,
+            admin: user.admin,
+            applications: listed.into_inner().applications,
+        },
+    )
+}
+
+/// `GET /oauth/applications/new`.
+pub async fn new(req: HttpRequest, session: Session, state: web::Data<WebState>) -> HttpResponse {
+    let user = signed_in!(req, session, state);
+    render(
+        StatusCode::OK,
+        &form_page(&user, session::csrf_token(&session), None),
+    )
+}
+
+/// `POST /oauth/applications`: registers an application; the page shows its secret once.
+pub async fn create(
+    req: HttpRequest,
+    payload: web::Payload,
+    session: Session,
+    state: web::Data<WebState>,
+) -> HttpResponse {
+    let user = signed_in!(req, session, state);
+    let params = match page_form(&req, payload, &session).await {
+        Ok(params) => params,
+        Err(page) => return page,
+    };
+    let csrf = session::csrf_token(&session);
+    let (fields, page) = submitted(&params, &user, form_page(&user, csrf.clone(), None));
+    let Ok(response) = state
+        .upstream
+        .applications
+        .clone()
+        .create_application(pb::CreateApplicationRequest {
+            fields: Some(fields),
+        })
+        .await
+    else {
+        return unavailable();
+    };
+    saved(&user, csrf, page, response.into_inner().result)
+}
+
+/// `GET /oauth/applications/{uid}`.
+pub async fn detail(
+    req: HttpRequest,
+    path: web::Path<String>,
+    session: Session,
+    state: web::Data<WebState>,
+) -> HttpResponse {
+    let user = signed_in!(req, session, state);
+    match owned(&state, &user, &path).await {
+        Ok(app) => show(&user, session::csrf_token(&session), app, None),
+        Err(page) => page,
+    }
+}
+
+/// `GET /oauth/applications/{uid}/edit`.
+pub async fn edit(
+    req: HttpRequest,
+    path: web::Path<String>,
+    session: Session,
+    state: web::Data<WebState>,
+) -> HttpResponse {
+    let user = signed_in!(req, session, state);
+    match owned(&state, &user, &path).await {
+        Ok(app) => render(
+            StatusCode::OK,
+            &form_page(&user, session::csrf_token(&session), Some(&app)),
+        ),
+        Err(page) => page,
+    }
+}
+
+/// `POST /oauth/applications/{uid}`: saves an edit.
+pub async fn update(
+    req: HttpRequest,
+    path: web::Path<String>,
+    payload: web::Payload,
+    session: Session,
+    state: web::Data<WebState>,
+) -> HttpResponse {
+    let user = signed_in!(req, session, state);
+    let params = match page_form(&req, payload, &session).await {
+        Ok(params) => params,
+        Err(page) => return page,
+    };
+    let app = match owned(&state, &user, &path).await {
+        Ok(app) => app,
+        Err(page) => return page,
+    };
+    let csrf = session::csrf_token(&session);
+    let (mut fields, page) = submitted(&params, &user, form_page(&user, csrf.clone(), Some(&app)));
+    // The owner stays the owner, even when an administrator edits.
+    fields.owner_id = app.owner_id;
+    let Ok(response) = state
+        .upstream
+        .applications
+        .clone()
+        .update_application(pb::UpdateApplicationRequest {
+            uid: app.uid.clone(),
+            fields: Some(fields),
+        })
+        .await
+    else {
+        return unavailable();
+    };
+    match response.into_inner().result {
+        Some(pb::create_application_response::Result::Created(_)) => {
+            redirect(&format!("/oauth/applications/{}", app.uid))
+        }
+        other => saved(&user, csrf, page, other),
+    }
+}
+
+/// `POST /oauth/applications/{uid}/delete`: the application, its codes and tokens.
+pub async fn delete(
+    req: HttpRequest,
+    path: web::Path<String>,
+    payload: web::Payload,
+    session: Session,
+    state: web::Data<WebState>,
+) -> HttpResponse {
+    let user = signed_in!(req, session, state);
+    if let Err(page) = page_form(&req, payload, &session).await {
+        return page;
+    }
+    let app = match owned(&state, &user, &path).await {
+        Ok(app) => app,
+        Err(page) => return page,
+    };
+    match state
+        .upstream
+        .applications
+        .clone()
+        .delete_application(pb::GetApplicationRequest { uid: app.uid })
+        .await
+    {
+        Ok(_) => redirect("/oauth/applications"),
+        Err(_) => unavailable(),
+    }
+}
+
+/// `POST /oauth/applications/{uid}/renew_secret`: a new secret, shown once; the old one
+/// may keep working for a grace period so that clients can be redeployed without downtime.
+pub async fn renew_secret(
+    req: HttpRequest,
+    path: web::Path<String>,
+    payload: web::Payload,
+    session: Session,
+    state: web::Data<WebState>,
+) -> HttpResponse {
+    let user = signed_in!(req, session, state);
+    let params = match page_form(&req, payload, &session).await {
+        Ok(params) => params,
+        Err(page) => return page,
+    };
+    let app = match owned(&state, &user, &path).await {
+        Ok(app) => app,
+        Err(page) => return page,
+    };
+    let grace = params
+        .get("grace")
+        .and_then(|g| g.parse::<u32>().ok())
+        .unwrap_or(0)
+        .min(7 * 86_400);
+    let Ok(response) = state
+        .upstream
+        .applications
+        .clone()
+        .rotate_secret(pb::RotateSecretRequest {
+            uid: app.uid.clone(),
+            grace_seconds: grace,
+        })
+        .await
+    else {
+        return unavailable();
+    };
+    show(
+        &user,
+        session::csrf_token(&session),
+        app,
+        response.into_inner().secret,
+    )
+}

@@ -86,6 +86,40 @@ pub fn current_user(session: &Session, config: &Config, now: i64) -> Option<Sess
     Some(user)
 }
 
+const PENDING: &str = "pending_authorization";
+
+/// An authorization request waiting for the user's decision, kept in the (encrypted)
+/// session so that the consent form carries only its id (SEC-SC-02).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct PendingAuthorization {
+    id: String,
+    query: String,
+}
+
+/// Remembers the request shown on a consent page; returns the id the form carries.
+pub fn remember_pending(session: &Session, query: String) -> String {
+    let id = base64url(&random_bytes::<16>());
+    let _ = session.insert(
+        PENDING,
+        PendingAuthorization {
+            id: id.clone(),
+            query,
+        },
+    );
+    id
+}
+
+/// The query string of the pending request `id`, removed from the session (one answer per
+/// consent page).
+pub fn take_pending(session: &Session, id: Option<&str>) -> Option<String> {
+    let pending = session
+        .get::<PendingAuthorization>(PENDING)
+        .ok()
+        .flatten()?;
+    session.remove(PENDING);
+    (Some(pending.id.as_str()) == id).then_some(pending.query)
+}
+
 /// Signs `user` in: a new session (no fixation), with a new CSRF token.
 pub fn sign_in(session: &Session, user: SessionUser, now: i64) {
     // `purge` would also drop the inserts below; clear + renew starts a new session.

@@ -106,7 +106,10 @@ impl AuthWebApp {
                     DefaultHeaders::new()
                         .add(("X-Content-Type-Options", "nosniff"))
                         .add(("X-Frame-Options", "DENY"))
-                        .add(("Referrer-Policy", "no-referrer")),
+                        .add(("Referrer-Policy", "no-referrer"))
+                        // Pages set their own policy; everything else (404s, JSON) gets the
+                        // strictest one (SEC-SC-06).
+                        .add(("Content-Security-Policy", crate::pages::STRICT_CSP)),
                 )
                 // `%U` is the path without the query string: tokens passed as
                 // `?access_token=` never reach the log (SEC-SL-03).

@@ -52,6 +52,10 @@ pub struct Config {
     pub passwords: PasswordConfig,
     /// Sign-in and password-grant throttling.
     pub sign_in_limits: SignInLimitConfig,
+    /// Throttling of failed client authentication (SEC-RL-03): the "account" is the
+    /// client_id.
+    #[serde(default = "default_client_auth_limits")]
+    pub client_auth_limits: SignInLimitConfig,
     /// Database pool.
     pub database: DatabaseConfig,
     /// auth-web's HTTP and upstream settings.
@@ -153,6 +157,7 @@ impl Default for Config {
             tokens: TokenConfig::default(),
             passwords: PasswordConfig::default(),
             sign_in_limits: SignInLimitConfig::default(),
+            client_auth_limits: default_client_auth_limits(),
             database: DatabaseConfig::default(),
             web: WebConfig::default(),
         }
@@ -193,6 +198,14 @@ impl Default for SignInLimitConfig {
             per_ip: 30,
             window_seconds: 300,
         }
+    }
+}
+
+fn default_client_auth_limits() -> SignInLimitConfig {
+    SignInLimitConfig {
+        per_account_and_ip: 20,
+        per_ip: 100,
+        window_seconds: 300,
     }
 }
 

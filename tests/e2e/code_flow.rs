@@ -11,7 +11,7 @@ both_backends!(
     public_client_code_flow_with_pkce_s256,
     sec_az_01_unknown_client_or_unregistered_redirect_uri_is_never_redirected,
     authorization_request_errors_follow_the_check_order,
-    consent_is_skipped_only_for_trusted_or_already_granted_confidential_clients,
+    sec_sc_03_consent_is_skipped_only_for_trusted_or_already_granted_confidential_clients,
     sec_tk_03_replayed_code_revokes_issued_tokens,
     sec_tk_04_codes_are_consumed_atomically,
     sec_tk_05_code_bound_to_client_and_redirect_uri,
@@ -313,7 +313,7 @@ async fn authorization_request_errors_follow_the_check_order(backend: Backend) {
     }
 }
 
-async fn consent_is_skipped_only_for_trusted_or_already_granted_confidential_clients(
+async fn sec_sc_03_consent_is_skipped_only_for_trusted_or_already_granted_confidential_clients(
     backend: Backend,
 ) {
     let app = TestApp::spawn(backend).await;

@@ -11,18 +11,209 @@ both_backends!(
     sec_az_01_pages_for_unknown_clients_and_unregistered_redirect_uris,
     sec_az_02_other_errors_redirect_with_error_state_and_iss,
     deny_redirects_with_access_denied,
+    sec_sc_02_consent_is_bound_to_the_server_side_request,
     form_post_answers_with_an_auto_submitting_form,
-    sec_sc_csrf_missing_or_wrong_is_refused,
-    open_redirects_on_the_return_address_are_refused,
-    sign_in_failures_are_generic_and_throttled,
+    sec_sc_01_consent_and_sign_in_are_csrf_protected,
+    sec_wp_03_open_redirects_on_the_return_address_are_refused,
+    sec_rl_01_sign_in_failures_are_generic_and_throttled,
     prompt_login_asks_for_a_fresh_sign_in,
     sign_up_creates_an_account_with_clear_password_rules,
     sign_up_can_be_switched_off,
     authorized_applications_are_listed_and_revoked,
     sec_az_08_no_cors_on_pages,
-    applications_pages_register_show_the_secret_once_edit_renew_and_delete,
+    sec_wp_05_applications_pages_register_show_the_secret_once_edit_renew_and_delete,
     administrators_see_every_application_and_may_trust_one,
+    sec_sc_04_prompt_none_never_shows_a_page,
+    sec_sc_05_the_session_is_renewed_at_sign_in,
+    sec_sc_06_every_page_refuses_framing,
+    sec_wp_01_application_names_are_encoded,
+    sec_wp_02_security_headers_and_no_third_party_content,
+    sec_rl_04_forwarded_headers_from_untrusted_peers_are_ignored,
 );
+
+async fn sec_sc_04_prompt_none_never_shows_a_page(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    app.create_user("jane", "sekret-password").await;
+    let client = app.default_client().await;
+    let signed_out = Browser::new(&app.base);
+    let page = signed_out
+        .get(&authorize_path(&client, "&prompt=none"))
+        .await;
+    assert_eq!(page.status, 302);
+    assert_eq!(
+        param(&client_params(&page.location().unwrap()), "error").as_deref(),
+        Some("login_required")
+    );
+    let (browser, _) = signed_in_browser(&app, &client).await;
+    let page = browser.get(&authorize_path(&client, "&prompt=none")).await;
+    assert_eq!(page.status, 302);
+    let params = client_params(&page.location().unwrap());
+    assert_eq!(param(&params, "error").as_deref(), Some("consent_required"));
+    assert!(param(&params, "code").is_none());
+}
+
+fn session_cookie(page: &Page) -> Option<String> {
+    page.headers
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find(|c| c.starts_with("doorward_session="))
+        .map(|c| c.split(';').next().unwrap_or("").to_owned())
+}
+
+async fn sec_sc_05_the_session_is_renewed_at_sign_in(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    app.create_user("jane", "sekret-password").await;
+    let browser = Browser::new(&app.base);
+    let form = browser.get("/users/sign_in").await;
+    let before = session_cookie(&form).expect("a session cookie with the CSRF token");
+    let mut fields = form.form("/users/sign_in");
+    fields.push(("login".into(), "jane".into()));
+    fields.push(("password".into(), "sekret-password".into()));
+    let signed_in = browser.post("/users/sign_in", &fields).await;
+    assert_eq!(signed_in.status, 303, "SEC-WP-04");
+    let after = session_cookie(&signed_in).expect("a new session cookie");
+    assert_ne!(before, after);
+    // The pre-sign-in CSRF token does not outlive the sign-in.
+    let stale = browser
+        .post("/users/sign_out", &form.form("/users/sign_in"))
+        .await;
+    assert_eq!(stale.status, 403);
+}
+
+async fn sec_sc_06_every_page_refuses_framing(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let client = app.default_client().await;
+    let browser = Browser::new(&app.base);
+    let unknown = TestClient {
+        id: "nope".into(),
+        secret: String::new(),
+    };
+    for path in [
+        "/users/sign_in".to_owned(),
+        "/users/sign_up".to_owned(),
+        authorize_path(&unknown, ""),
+        authorize_path(&client, "").replace("callback", "elsewhere"),
+        "/no/such/page".to_owned(),
+    ] {
+        let page = browser.get(&path).await;
+        assert_eq!(
+            page.header("x-frame-options").as_deref(),
+            Some("DENY"),
+            "{path}"
+        );
+        assert!(
+            page.header("content-security-policy")
+                .unwrap_or_default()
+                .contains("frame-ancestors 'none'"),
+            "{path}"
+        );
+    }
+}
+
+async fn sec_wp_01_application_names_are_encoded(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    app.create_user("jane", "sekret-password").await;
+    let fields = token_service::apps::ApplicationFields {
+        name: "<img src=x onerror=alert(1)>".into(),
+        redirect_uris: vec![REDIRECT.into()],
+        scopes: vec!["read_user".into()],
+        confidential: true,
+        trusted: false,
+        grant_types: Vec::new(),
+        owner_id: None,
+    };
+    let now = app.state.now();
+    let (row, secret) = app
+        .state
+        .db(move |conn| {
+            token_service::apps::create(conn, &fields, now).map_err(|e| {
+                token_service::error::ServiceError::Db(diesel::result::Error::QueryBuilderError(
+                    format!("{e:?}").into(),
+                ))
+            })
+        })
+        .await
+        .unwrap();
+    let client = TestClient {
+        id: row.uid,
+        secret: secret.unwrap().expose().to_owned(),
+    };
+    let (_, consent) = signed_in_browser(&app, &client).await;
+    assert_eq!(consent.status, 200);
+    assert!(!consent.body.contains("<img src=x"));
+    assert!(
+        consent
+            .body
+            .contains("&#60;img src=x onerror=alert(1)&#62;")
+            || consent.body.contains("&lt;img")
+    );
+}
+
+async fn sec_wp_02_security_headers_and_no_third_party_content(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    app.create_user("jane", "sekret-password").await;
+    let client = app.default_client().await;
+    let (browser, consent) = signed_in_browser(&app, &client).await;
+    let pages = vec![
+        consent,
+        browser.get("/").await,
+        browser.get("/oauth/applications").await,
+        browser.get("/oauth/applications/new").await,
+        browser.get("/oauth/authorized_applications").await,
+        Browser::new(&app.base).get("/users/sign_in").await,
+    ];
+    for page in pages {
+        assert_eq!(page.status, 200);
+        assert_eq!(
+            page.header("referrer-policy").as_deref(),
+            Some("no-referrer")
+        );
+        assert_eq!(
+            page.header("x-content-type-options").as_deref(),
+            Some("nosniff")
+        );
+        assert_eq!(page.header("cache-control").as_deref(), Some("no-store"));
+        let csp = page.header("content-security-policy").unwrap();
+        assert!(csp.contains("default-src 'none'") && !csp.contains("unsafe-inline"));
+        // Every src and href stays on this server.
+        for attribute in ["src=\"", "href=\""] {
+            for value in page.body.split(attribute).skip(1) {
+                let value = value.split('"').next().unwrap();
+                assert!(value.starts_with('/'), "{attribute}{value}");
+            }
+        }
+    }
+    let css = reqwest::get(app.url("/assets/doorward.css")).await.unwrap();
+    assert_eq!(css.status(), 200);
+}
+
+async fn sec_rl_04_forwarded_headers_from_untrusted_peers_are_ignored(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    app.create_user("jane", "sekret-password").await;
+    let http = reqwest::Client::new();
+    let client = app.default_client().await;
+    let mut last = 0;
+    for i in 0..6 {
+        let response = http
+            .post(app.url("/oauth/token"))
+            .basic_auth(&client.id, Some(&client.secret))
+            .header("x-forwarded-for", format!("10.0.0.{i}"))
+            .form(&[
+                ("grant_type", "password"),
+                ("username", "jane"),
+                ("password", "wrong-password"),
+            ])
+            .send()
+            .await
+            .unwrap();
+        last = response.status().as_u16();
+    }
+    assert_eq!(
+        last, 429,
+        "six attempts from one peer are one bucket, whatever X-Forwarded-For says"
+    );
+}
 
 /// Signs `login` in on a fresh browser.
 async fn browser_for(app: &TestApp, login: &str) -> Browser {
@@ -47,7 +238,9 @@ fn app_form(page: &Page, action: &str, extra: &[(&str, &str)]) -> Vec<(String, S
     fields
 }
 
-async fn applications_pages_register_show_the_secret_once_edit_renew_and_delete(backend: Backend) {
+async fn sec_wp_05_applications_pages_register_show_the_secret_once_edit_renew_and_delete(
+    backend: Backend,
+) {
     let app = TestApp::spawn(backend).await;
     app.create_user("jane", "sekret-password").await;
     app.create_user("eve", "sekret-password").await;
@@ -601,15 +794,49 @@ async fn deny_redirects_with_access_denied(backend: Backend) {
     let params = client_params(&answer.location().unwrap());
     assert_eq!(param(&params, "error").as_deref(), Some("access_denied"));
     assert_eq!(param(&params, "state").as_deref(), Some("st@te/1 2"));
-    // A forged deny towards an unregistered URI is a page, not a redirect.
-    let mut forged = consent.form("/oauth/authorize");
-    for field in forged.iter_mut().filter(|(n, _)| n == "redirect_uri") {
-        field.1 = "https://evil.example/cb".into();
-    }
-    forged.push(("decision".into(), "deny".into()));
-    let answer = browser.post("/oauth/authorize", &forged).await;
-    assert_eq!(answer.status, 400);
-    assert!(answer.location().is_none());
+    // The pending request was answered: the same form cannot be answered twice.
+    let again = browser.post("/oauth/authorize", &fields).await;
+    assert_eq!(again.status, 400);
+    assert!(again.location().is_none());
+}
+
+async fn sec_sc_02_consent_is_bound_to_the_server_side_request(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    app.create_user("jane", "sekret-password").await;
+    let client = app.default_client().await;
+    let (browser, consent) = signed_in_browser(&app, &client).await;
+    let mut fields = consent.form("/oauth/authorize");
+    assert!(
+        fields
+            .iter()
+            .all(|(n, _)| n == "authenticity_token" || n == "pending"),
+        "the form carries only an opaque id: {fields:?}"
+    );
+    // Fields added to the POST change nothing: the code goes where, and for what, the
+    // consent page said.
+    fields.push(("scope".into(), "api read_user".into()));
+    fields.push(("redirect_uri".into(), "https://evil.example/cb".into()));
+    fields.push(("decision".into(), "approve".into()));
+    let answer = browser.post("/oauth/authorize", &fields).await;
+    assert_eq!(
+        answer.status, 302,
+        "SEC-WP-04: a redirect after POST is never 307/308"
+    );
+    let code = param(&client_params(&answer.location().unwrap()), "code").unwrap();
+    let tokens: Value = app
+        .token_basic(
+            &client,
+            &[
+                ("grant_type", "authorization_code"),
+                ("code", &code),
+                ("redirect_uri", REDIRECT),
+            ],
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(tokens["scope"], "read_user");
 }
 
 async fn form_post_answers_with_an_auto_submitting_form(backend: Backend) {
@@ -640,7 +867,7 @@ async fn form_post_answers_with_an_auto_submitting_form(backend: Backend) {
     assert!(csp.contains("script-src 'nonce-") && csp.contains("form-action https://app.example"));
 }
 
-async fn sec_sc_csrf_missing_or_wrong_is_refused(backend: Backend) {
+async fn sec_sc_01_consent_and_sign_in_are_csrf_protected(backend: Backend) {
     let app = TestApp::spawn(backend).await;
     app.create_user("jane", "sekret-password").await;
     let client = app.default_client().await;
@@ -674,7 +901,7 @@ async fn sec_sc_csrf_missing_or_wrong_is_refused(backend: Backend) {
     assert_eq!(answer.status, 403);
 }
 
-async fn open_redirects_on_the_return_address_are_refused(backend: Backend) {
+async fn sec_wp_03_open_redirects_on_the_return_address_are_refused(backend: Backend) {
     let app = TestApp::spawn(backend).await;
     app.create_user("jane", "sekret-password").await;
     for evil in [
@@ -697,7 +924,7 @@ async fn open_redirects_on_the_return_address_are_refused(backend: Backend) {
     }
 }
 
-async fn sign_in_failures_are_generic_and_throttled(backend: Backend) {
+async fn sec_rl_01_sign_in_failures_are_generic_and_throttled(backend: Backend) {
     let app = TestApp::spawn(backend).await;
     app.create_user("jane", "sekret-password").await;
     let browser = Browser::new(&app.base);

@@ -16,7 +16,37 @@ both_backends!(
     sec_tk_09_blocked_users_get_no_tokens,
     sec_ds_02_overlong_passwords_are_refused_fast,
     nul_bytes_and_repeated_json_members_are_invalid_requests,
+    sec_rl_03_client_secret_guessing_is_throttled,
 );
+
+async fn sec_rl_03_client_secret_guessing_is_throttled(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let client = app.default_client().await;
+    let wrong = TestClient {
+        id: client.id.clone(),
+        secret: "dwcs-guess".into(),
+    };
+    let cc = [("grant_type", "client_credentials")];
+    let mut statuses = Vec::new();
+    for _ in 0..30 {
+        statuses.push(app.token_basic(&wrong, &cc).await.status().as_u16());
+    }
+    assert!(statuses[..20].iter().all(|s| *s == 401), "{statuses:?}");
+    assert!(statuses[20..].iter().all(|s| *s == 429), "{statuses:?}");
+    let response = app.token_basic(&client, &cc).await;
+    assert_eq!(
+        response.status(),
+        429,
+        "refused before comparing, even the right secret"
+    );
+    assert!(response.headers().contains_key("retry-after"));
+    app.clock.advance(301);
+    assert_eq!(app.token_basic(&client, &cc).await.status(), 200);
+    // Successes do not add up: a busy client is never throttled.
+    for _ in 0..30 {
+        assert_eq!(app.token_basic(&client, &cc).await.status(), 200);
+    }
+}
 
 /// Asserts an OAuth error response and returns its body.
 async fn assert_error(response: reqwest::Response, status: u16, code: &str) -> Value {

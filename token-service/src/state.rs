@@ -27,6 +27,8 @@ pub struct AppState {
     pub hasher: PasswordHasher,
     /// Sign-in throttle.
     pub throttle: Arc<SignInThrottle>,
+    /// Failed-client-authentication throttle (SEC-RL-03).
+    pub client_throttle: Arc<SignInThrottle>,
     /// Key that derives a rotated refresh token's successor (see `grants::refresh_token`).
     pub refresh_derivation_key: Arc<Vec<u8>>,
 }

@@ -264,10 +264,16 @@ pub async fn show(req: HttpRequest, session: Session, state: web::Data<WebState>
     }
     let app = pre.application.unwrap_or_default();
     let csrf = session::csrf_token(&session);
-    let fields: Vec<(&'static str, String)> = CARRIED
+    // SEC-SC-02: the request waits in the session; the form carries only its id.
+    let carried: Vec<(&str, String)> = CARRIED
         .iter()
         .filter_map(|name| params.owned(name).map(|value| (*name, value)))
         .collect();
+    let pending = session::remember_pending(
+        &session,
+        serde_urlencoded::to_string(&carried).unwrap_or_default(),
+    );
+    let fields = vec![("pending", pending)];
     let redirect_host = url::Url::parse(&request.redirect_uri)
         .ok()
         .and_then(|u| u.host_str().map(str::to_owned))
@@ -313,7 +319,16 @@ pub async fn decide(
             "Sign in again, then return to the application and start over.",
         );
     };
-    let mut request = authorization_request(&params);
+    let Some(stored) = session::take_pending(&session, params.get("pending")) else {
+        return pages::error_page(
+            StatusCode::BAD_REQUEST,
+            "This consent form has expired",
+            "invalid_request",
+            "Return to the application and start over.",
+        );
+    };
+    let stored = Params::parse_query(&stored).unwrap_or_default();
+    let mut request = authorization_request(&stored);
     request.prompt = None;
     request.max_age = None;
     match params.get("decision") {

@@ -20,7 +20,47 @@ pub use refresh_token::derive_successor_refresh_token;
 pub const DEVICE_CODE_GRANT: &str = "urn:ietf:params:oauth:grant-type:device_code";
 
 /// Runs the token request `request` and returns the token response or why not.
+///
+/// SEC-RL-03: a request that presents a client secret is counted per client_id and client IP
+/// before the secret is compared; past the limit it is refused with 429 without comparing,
+/// and a request whose client authenticated is forgiven.
 pub async fn exchange(
+    state: &AppState,
+    request: pb::ExchangeRequest,
+) -> Result<pb::TokenSet, GrantError> {
+    let secret_holder = request
+        .client
+        .as_ref()
+        .filter(|c| c.client_secret.is_some())
+        .map(|c| format!("client:{}", c.client_id));
+    let ip = request
+        .context
+        .as_ref()
+        .map(|c| c.client_ip.clone())
+        .unwrap_or_default();
+    if let Some(holder) = &secret_holder
+        && let Err(retry_after) = state.client_throttle.attempt(holder, &ip, state.now())
+    {
+        tracing::warn!(target: "audit", event = "client_authentication_throttled", client_ip = %ip, "too many failed client authentications");
+        let mut failure = OAuthFailure::with(
+            ErrorCode::InvalidClient,
+            "Too many failed client authentications. Try again later.",
+        );
+        failure.retry_after_seconds = retry_after;
+        return Err(failure.into());
+    }
+    let result = dispatch(state, request).await;
+    let client_failed =
+        matches!(&result, Err(GrantError::OAuth(f)) if f.code == ErrorCode::InvalidClient);
+    if let Some(holder) = &secret_holder
+        && !client_failed
+    {
+        state.client_throttle.succeeded(holder, &ip);
+    }
+    result
+}
+
+async fn dispatch(
     state: &AppState,
     request: pb::ExchangeRequest,
 ) -> Result<pb::TokenSet, GrantError> {

@@ -5,6 +5,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod api;
+mod chromium;
 mod code_flow;
 mod database;
 mod grpc;

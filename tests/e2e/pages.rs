@@ -29,7 +29,185 @@ both_backends!(
     sec_wp_01_application_names_are_encoded,
     sec_wp_02_security_headers_and_no_third_party_content,
     sec_rl_04_forwarded_headers_from_untrusted_peers_are_ignored,
+    sessions_end_after_their_idle_and_absolute_lifetimes,
+    public_client_with_pkce_through_the_pages,
+    loopback_redirect_uris_may_change_port_others_may_not,
+    sec_wp_06_consent_says_who_and_what,
 );
+
+async fn sessions_end_after_their_idle_and_absolute_lifetimes(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    app.create_user("jane", "sekret-password").await;
+    let browser = browser_for(&app, "jane").await;
+    assert_eq!(browser.get("/").await.status, 200);
+    // Idle: 8 hours without a request.
+    app.clock.advance(8 * 3600 + 1);
+    assert_eq!(
+        browser.get("/").await.location().as_deref(),
+        Some("/users/sign_in")
+    );
+    // Absolute: 7 days, however active.
+    let browser = browser_for(&app, "jane").await;
+    for _ in 0..30 {
+        app.clock.advance(6 * 3600);
+        if browser.get("/").await.status != 200 {
+            break;
+        }
+    }
+    assert_eq!(
+        browser.get("/").await.location().as_deref(),
+        Some("/users/sign_in")
+    );
+}
+
+async fn public_client_with_pkce_through_the_pages(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    app.create_user("jane", "sekret-password").await;
+    let public = app.create_client("read_user", false, false).await;
+    let browser = browser_for(&app, "jane").await;
+    // Without a challenge a public client is refused (SEC-PK-01) …
+    let refused = browser
+        .get(&authorize_path(&public, "&scope=read_user"))
+        .await;
+    assert_eq!(
+        param(&client_params(&refused.location().unwrap()), "error").as_deref(),
+        Some("invalid_request")
+    );
+    // … with S256 it gets a code that only the verifier redeems.
+    let challenge =
+        "&code_challenge=E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM&code_challenge_method=S256";
+    let consent = browser
+        .get(&authorize_path(
+            &public,
+            &format!("&scope=read_user{challenge}"),
+        ))
+        .await;
+    assert_eq!(consent.status, 200);
+    let mut fields = consent.form("/oauth/authorize");
+    fields.push(("decision".into(), "approve".into()));
+    let answer = browser.post("/oauth/authorize", &fields).await;
+    let code = param(&client_params(&answer.location().unwrap()), "code").unwrap();
+    let response = app
+        .token(&[
+            ("grant_type", "authorization_code"),
+            ("code", &code),
+            ("redirect_uri", REDIRECT),
+            ("client_id", &public.id),
+            (
+                "code_verifier",
+                "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk",
+            ),
+        ])
+        .await;
+    assert_eq!(response.status(), 200);
+    // A public client is asked again next time (SEC-SC-03).
+    let again = browser
+        .get(&authorize_path(
+            &public,
+            &format!("&scope=read_user{challenge}"),
+        ))
+        .await;
+    assert_eq!(again.status, 200);
+}
+
+async fn loopback_redirect_uris_may_change_port_others_may_not(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    app.create_user("jane", "sekret-password").await;
+    let fields = token_service::apps::ApplicationFields {
+        name: "Native app".into(),
+        redirect_uris: vec![
+            "http://127.0.0.1/cb".into(),
+            "https://app.example/callback".into(),
+        ],
+        scopes: vec!["read_user".into()],
+        confidential: true,
+        trusted: false,
+        grant_types: Vec::new(),
+        owner_id: None,
+    };
+    let now = app.state.now();
+    let (row, _) = app
+        .state
+        .db(move |conn| {
+            token_service::apps::create(conn, &fields, now).map_err(|e| {
+                token_service::error::ServiceError::Db(diesel::result::Error::QueryBuilderError(
+                    format!("{e:?}").into(),
+                ))
+            })
+        })
+        .await
+        .unwrap();
+    let client = TestClient {
+        id: row.uid,
+        secret: String::new(),
+    };
+    let browser = browser_for(&app, "jane").await;
+    let with = |uri: &str| {
+        authorize_path(&client, "&scope=read_user").replace(
+            &serde_urlencoded::to_string([("redirect_uri", REDIRECT)]).unwrap(),
+            &serde_urlencoded::to_string([("redirect_uri", uri)]).unwrap(),
+        )
+    };
+    assert_eq!(
+        browser.get(&with("http://127.0.0.1:5123/cb")).await.status,
+        200,
+        "loopback, other port"
+    );
+    for bad in [
+        "https://app.example:8443/callback",
+        "https://app.example/callback/extra",
+        "http://127.0.0.1:5123/cb2",
+    ] {
+        let page = browser.get(&with(bad)).await;
+        assert_eq!(page.status, 400, "{bad}");
+        assert!(page.location().is_none());
+    }
+}
+
+async fn sec_wp_06_consent_says_who_and_what(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let owner = app.create_user("acme", "sekret-password").await;
+    app.create_user("jane", "sekret-password").await;
+    let fields = token_service::apps::ApplicationFields {
+        name: "Acme Reports".into(),
+        redirect_uris: vec![REDIRECT.into()],
+        scopes: vec!["api read_user".into()],
+        confidential: true,
+        trusted: false,
+        grant_types: Vec::new(),
+        owner_id: Some(owner),
+    };
+    let now = app.state.now();
+    let (row, _) = app
+        .state
+        .db(move |conn| {
+            token_service::apps::create(conn, &fields, now).map_err(|e| {
+                token_service::error::ServiceError::Db(diesel::result::Error::QueryBuilderError(
+                    format!("{e:?}").into(),
+                ))
+            })
+        })
+        .await
+        .unwrap();
+    let client = TestClient {
+        id: row.uid,
+        secret: String::new(),
+    };
+    let browser = browser_for(&app, "jane").await;
+    let consent = browser
+        .get(&authorize_path(&client, "&scope=api%20read_user"))
+        .await;
+    assert_eq!(consent.status, 200);
+    for expected in [
+        "Acme Reports",
+        "acme",
+        "app.example",
+        "Read and write everything you can",
+        "Read your profile",
+    ] {
+        assert!(consent.body.contains(expected), "{expected}");
+    }
+}
 
 async fn sec_sc_04_prompt_none_never_shows_a_page(backend: Backend) {
     let app = TestApp::spawn(backend).await;

@@ -39,6 +39,7 @@ struct ConsentPage<'a> {
     app_name: &'a str,
     scopes: Vec<(String, &'static str)>,
     redirect_host: &'a str,
+    owner: &'a str,
     fields: Vec<(&'static str, String)>,
 }
 
@@ -278,6 +279,19 @@ pub async fn show(req: HttpRequest, session: Session, state: web::Data<WebState>
         .ok()
         .and_then(|u| u.host_str().map(str::to_owned))
         .unwrap_or_else(|| request.redirect_uri.clone());
+    // SEC-WP-06: who registered the application.
+    let owner = match app.owner_id {
+        Some(id) => state
+            .upstream
+            .users
+            .clone()
+            .get_user(pb::GetUserRequest { id })
+            .await
+            .ok()
+            .and_then(|r| r.into_inner().user)
+            .map_or_else(|| "a Doorward user".to_owned(), |u| u.username),
+        None => "the administrator of this Doorward".to_owned(),
+    };
     let csp = STRICT_CSP.replace(
         "form-action 'self'",
         &format!("form-action 'self' {}", csp_source(&request.redirect_uri)),
@@ -294,6 +308,7 @@ pub async fn show(req: HttpRequest, session: Session, state: web::Data<WebState>
                 .map(|s| (s.clone(), describe_scope(s)))
                 .collect(),
             redirect_host: &redirect_host,
+            owner: &owner,
             fields,
         },
         &csp,

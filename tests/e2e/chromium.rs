@@ -145,24 +145,10 @@ async fn a_real_browser_signs_in_approves_and_the_client_calls_the_api() {
         grant_types: Vec::new(),
         owner_id: None,
     };
-    let now = app.state.now();
-    let (row, secret) = app
-        .state
-        .db(move |conn| {
-            token_service::apps::create(conn, &fields, now).map_err(|e| {
-                token_service::error::ServiceError::Db(diesel::result::Error::QueryBuilderError(
-                    format!("{e:?}").into(),
-                ))
-            })
-        })
-        .await
-        .unwrap();
+    let registered = app.register(fields).await;
     let site = web::Data::new(ClientSite {
         doorward: app.base.clone(),
-        client: TestClient {
-            id: row.uid,
-            secret: secret.unwrap().expose().to_owned(),
-        },
+        client: registered,
         redirect_uri,
     });
     let server = HttpServer::new(move || {
@@ -213,6 +199,11 @@ async fn a_real_browser_signs_in_approves_and_the_client_calls_the_api() {
     let browser = browser.expect("chromedriver answers");
 
     browser.goto(&format!("{site_base}/login")).await.unwrap();
+    browser
+        .wait()
+        .for_element(Locator::Id("login"))
+        .await
+        .unwrap();
     assert!(
         browser
             .current_url()
@@ -244,8 +235,10 @@ async fn a_real_browser_signs_in_approves_and_the_client_calls_the_api() {
         .await
         .unwrap();
 
+    // After each navigation, wait for the page (a find right after a click can race it).
     let authorize = browser
-        .find(Locator::Css("button[value=approve]"))
+        .wait()
+        .for_element(Locator::Css("button[value=approve]"))
         .await
         .unwrap();
     let consent = browser.source().await.unwrap();
@@ -254,7 +247,8 @@ async fn a_real_browser_signs_in_approves_and_the_client_calls_the_api() {
     authorize.click().await.unwrap();
 
     let greeting = browser
-        .find(Locator::Id("greeting"))
+        .wait()
+        .for_element(Locator::Id("greeting"))
         .await
         .unwrap()
         .text()

@@ -125,22 +125,7 @@ async fn loopback_redirect_uris_may_change_port_others_may_not(backend: Backend)
         grant_types: Vec::new(),
         owner_id: None,
     };
-    let now = app.state.now();
-    let (row, _) = app
-        .state
-        .db(move |conn| {
-            token_service::apps::create(conn, &fields, now).map_err(|e| {
-                token_service::error::ServiceError::Db(diesel::result::Error::QueryBuilderError(
-                    format!("{e:?}").into(),
-                ))
-            })
-        })
-        .await
-        .unwrap();
-    let client = TestClient {
-        id: row.uid,
-        secret: String::new(),
-    };
+    let client = app.register(fields).await;
     let browser = browser_for(&app, "jane").await;
     let with = |uri: &str| {
         authorize_path(&client, "&scope=read_user").replace(
@@ -177,22 +162,7 @@ async fn sec_wp_06_consent_says_who_and_what(backend: Backend) {
         grant_types: Vec::new(),
         owner_id: Some(owner),
     };
-    let now = app.state.now();
-    let (row, _) = app
-        .state
-        .db(move |conn| {
-            token_service::apps::create(conn, &fields, now).map_err(|e| {
-                token_service::error::ServiceError::Db(diesel::result::Error::QueryBuilderError(
-                    format!("{e:?}").into(),
-                ))
-            })
-        })
-        .await
-        .unwrap();
-    let client = TestClient {
-        id: row.uid,
-        secret: String::new(),
-    };
+    let client = app.register(fields).await;
     let browser = browser_for(&app, "jane").await;
     let consent = browser
         .get(&authorize_path(&client, "&scope=api%20read_user"))
@@ -301,22 +271,7 @@ async fn sec_wp_01_application_names_are_encoded(backend: Backend) {
         grant_types: Vec::new(),
         owner_id: None,
     };
-    let now = app.state.now();
-    let (row, secret) = app
-        .state
-        .db(move |conn| {
-            token_service::apps::create(conn, &fields, now).map_err(|e| {
-                token_service::error::ServiceError::Db(diesel::result::Error::QueryBuilderError(
-                    format!("{e:?}").into(),
-                ))
-            })
-        })
-        .await
-        .unwrap();
-    let client = TestClient {
-        id: row.uid,
-        secret: secret.unwrap().expose().to_owned(),
-    };
+    let client = app.register(fields).await;
     let (_, consent) = signed_in_browser(&app, &client).await;
     assert_eq!(consent.status, 200);
     assert!(!consent.body.contains("<img src=x"));

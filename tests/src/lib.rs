@@ -298,7 +298,7 @@ impl TestApp {
         confidential: bool,
         grant_types: &str,
     ) -> TestClient {
-        let fields = ApplicationFields {
+        self.register(ApplicationFields {
             name: "Test app".into(),
             redirect_uris: vec!["https://app.example/callback".into()],
             scopes: vec![scopes.into()],
@@ -306,7 +306,12 @@ impl TestApp {
             trusted: false,
             grant_types: vec![grant_types.into()],
             owner_id: None,
-        };
+        })
+        .await
+    }
+
+    /// Registers an application with exactly these fields; its secret is empty if public.
+    pub async fn register(&self, fields: ApplicationFields) -> TestClient {
         let now = self.state.now();
         let (app, secret) = self
             .state

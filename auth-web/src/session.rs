@@ -146,6 +146,14 @@ pub fn csrf_token(session: &Session) -> String {
     token
 }
 
+/// Replaces the CSRF token, so that the form just answered cannot be sent again (a reload
+/// of the page that shows a new secret must not register a second application).
+pub fn rotate_csrf(session: &Session) -> String {
+    let token = base64url(&random_bytes::<32>());
+    let _ = session.insert(CSRF, &token);
+    token
+}
+
 /// Whether `presented` is this session's CSRF token (constant time).
 pub fn csrf_valid(session: &Session, presented: Option<&str>) -> bool {
     match (session.get::<String>(CSRF).ok().flatten(), presented) {

@@ -54,8 +54,7 @@ pub struct Config {
     pub sign_in_limits: SignInLimitConfig,
     /// Throttling of failed client authentication (SEC-RL-03): the "account" is the
     /// client_id.
-    #[serde(default = "default_client_auth_limits")]
-    pub client_auth_limits: SignInLimitConfig,
+    pub client_auth_limits: ClientAuthLimitConfig,
     /// Database pool.
     pub database: DatabaseConfig,
     /// auth-web's HTTP and upstream settings.
@@ -157,7 +156,7 @@ impl Default for Config {
             tokens: TokenConfig::default(),
             passwords: PasswordConfig::default(),
             sign_in_limits: SignInLimitConfig::default(),
-            client_auth_limits: default_client_auth_limits(),
+            client_auth_limits: ClientAuthLimitConfig::default(),
             database: DatabaseConfig::default(),
             web: WebConfig::default(),
         }
@@ -201,11 +200,36 @@ impl Default for SignInLimitConfig {
     }
 }
 
-fn default_client_auth_limits() -> SignInLimitConfig {
-    SignInLimitConfig {
-        per_account_and_ip: 20,
-        per_ip: 100,
-        window_seconds: 300,
+/// Throttling of failed client authentication (SEC-RL-03), per client_id+IP and per IP.
+/// Its own type so that a section giving only some keys gets these defaults for the rest.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ClientAuthLimitConfig {
+    /// Failures allowed for one client_id from one IP within the window.
+    pub per_account_and_ip: u32,
+    /// Failures allowed from one IP, over all clients, within the window.
+    pub per_ip: u32,
+    /// The window, in seconds.
+    pub window_seconds: i64,
+}
+
+impl Default for ClientAuthLimitConfig {
+    fn default() -> Self {
+        Self {
+            per_account_and_ip: 20,
+            per_ip: 100,
+            window_seconds: 300,
+        }
+    }
+}
+
+impl From<&ClientAuthLimitConfig> for SignInLimitConfig {
+    fn from(limits: &ClientAuthLimitConfig) -> Self {
+        Self {
+            per_account_and_ip: limits.per_account_and_ip,
+            per_ip: limits.per_ip,
+            window_seconds: limits.window_seconds,
+        }
     }
 }
 
@@ -290,6 +314,17 @@ impl Config {
         if !(0..=60).contains(&tokens.refresh_grace_seconds) {
             return Err(ConfigError(
                 "tokens.refresh_grace_seconds must be between 0 and 60".into(),
+            ));
+        }
+        let windows = [
+            self.sign_in_limits.window_seconds,
+            self.client_auth_limits.window_seconds,
+            self.web.session_idle_seconds,
+            self.web.session_absolute_seconds,
+        ];
+        if windows.iter().any(|w| *w <= 0) {
+            return Err(ConfigError(
+                "throttle windows and session lifetimes must be positive".into(),
             ));
         }
         if let Some(token) = &self.service_token

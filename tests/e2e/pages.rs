@@ -419,6 +419,16 @@ async fn sec_wp_05_applications_pages_register_show_the_secret_once_edit_renew_a
     );
     assert!(secret.starts_with("dwcs-"));
     assert!(created.body.contains("Confidential") && !created.body.contains(", trusted"));
+    let reposted = jane
+        .post(
+            "/oauth/applications",
+            &app_form(&new, "/oauth/applications", &[("name", "Again")]),
+        )
+        .await;
+    assert_eq!(
+        reposted.status, 403,
+        "a reload of the secret page registers nothing"
+    );
     let uid = created
         .body
         .split("/oauth/applications/")
@@ -498,6 +508,8 @@ async fn sec_wp_05_applications_pages_register_show_the_secret_once_edit_renew_a
         .await;
     assert_eq!(response.status(), 401);
 
+    // The renewal replaced the CSRF token: forms rendered before it are stale.
+    let shown = jane.get(&format!("/oauth/applications/{uid}")).await;
     let delete = shown.form(&format!("/oauth/applications/{uid}/delete"));
     assert_eq!(
         eve.post(&format!("/oauth/applications/{uid}/delete"), &delete)
@@ -1126,5 +1138,22 @@ async fn prompt_login_asks_for_a_fresh_sign_in(backend: Backend) {
     app.clock.advance(120);
     let page = browser.get(&authorize_path(&client, "&max_age=60")).await;
     assert_eq!(page.status, 303);
-    assert!(page.location().unwrap().starts_with("/users/sign_in?"));
+    let location = page.location().unwrap();
+    assert!(location.starts_with("/users/sign_in?") && !location.contains("max_age"));
+    // prompt=none never shows the sign-in page, even for a stale sign-in.
+    let (browser, _) = signed_in_browser(&app, &client).await;
+    app.clock.advance(120);
+    let page = browser
+        .get(&authorize_path(&client, "&max_age=60&prompt=none"))
+        .await;
+    assert_eq!(page.status, 302);
+    assert_eq!(
+        param(&client_params(&page.location().unwrap()), "error").as_deref(),
+        Some("login_required")
+    );
+    // Signed out, prompt=login asks for one sign-in, not two.
+    let page = Browser::new(&app.base)
+        .get(&authorize_path(&client, "&prompt=login"))
+        .await;
+    assert!(!page.location().unwrap().contains("prompt"));
 }

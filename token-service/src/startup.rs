@@ -58,7 +58,7 @@ pub async fn open_state(config: Config, clock: SharedClock) -> anyhow::Result<Ap
         keys: Arc::new(keys),
         hasher: PasswordHasher::new(&config.passwords)?,
         throttle: Arc::new(SignInThrottle::new(config.sign_in_limits.clone())),
-        client_throttle: Arc::new(SignInThrottle::new(config.client_auth_limits.clone())),
+        client_throttle: Arc::new(SignInThrottle::new((&config.client_auth_limits).into())),
         refresh_derivation_key: Arc::new(refresh_key),
         config,
         clock,

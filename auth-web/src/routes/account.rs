@@ -55,6 +55,36 @@ pub fn require_user(
     })
 }
 
+/// The signed-in user as token-service knows them now: a blocked or deleted account is
+/// signed out, and a changed administrator flag takes effect at once (the session's copy is
+/// only what was true at sign-in). Used by the pages that change things.
+pub async fn require_current_user(
+    req: &HttpRequest,
+    session: &Session,
+    state: &WebState,
+) -> Result<SessionUser, Box<HttpResponse>> {
+    let mut user = require_user(req, session, state)?;
+    let current = state
+        .upstream
+        .users
+        .clone()
+        .get_user(pb::GetUserRequest { id: user.id })
+        .await
+        .map_err(|_| Box::new(unavailable()))?
+        .into_inner()
+        .user;
+    match current {
+        Some(current) if current.state == "active" => {
+            user.admin = current.admin;
+            Ok(user)
+        }
+        _ => {
+            session::sign_out(session);
+            Err(Box::new(redirect("/users/sign_in")))
+        }
+    }
+}
+
 fn unavailable() -> HttpResponse {
     pages::error_page(
         StatusCode::SERVICE_UNAVAILABLE,
@@ -186,7 +216,7 @@ pub async fn authorized(
     session: Session,
     state: web::Data<WebState>,
 ) -> HttpResponse {
-    let user = match require_user(&req, &session, &state) {
+    let user = match require_current_user(&req, &session, &state).await {
         Ok(user) => user,
         Err(to_sign_in) => return *to_sign_in,
     };
@@ -233,7 +263,7 @@ pub async fn revoke(
     session: Session,
     state: web::Data<WebState>,
 ) -> HttpResponse {
-    let user = match require_user(&req, &session, &state) {
+    let user = match require_current_user(&req, &session, &state).await {
         Ok(user) => user,
         Err(to_sign_in) => return *to_sign_in,
     };

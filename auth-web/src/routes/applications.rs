@@ -11,7 +11,7 @@ use doorward_shared::scope::KNOWN_SCOPES;
 
 use crate::pages::{self, describe_scope, render};
 use crate::params::Params;
-use crate::routes::account::require_user;
+use crate::routes::account::require_current_user;
 use crate::routes::sign_in::{page_form, redirect};
 use crate::session::{self, SessionUser};
 use crate::startup::WebState;
@@ -159,6 +159,11 @@ fn submitted(
     } else {
         params.get("confidential").is_some()
     };
+    // A public application cannot hold a secret, so it never gets the grants that need one.
+    let grants: Vec<String> = grants
+        .into_iter()
+        .filter(|g| confidential || !matches!(g.as_str(), "client_credentials" | "password"))
+        .collect();
     let trusted = if user.admin {
         params.get("trusted").is_some()
     } else {
@@ -239,6 +244,7 @@ fn saved(
                     .into_iter()
                     .map(|e| format!("{} {}", e.field.replace('_', " "), e.message))
                     .collect(),
+                csrf,
                 ..page
             };
             render(StatusCode::UNPROCESSABLE_ENTITY, &page)
@@ -249,7 +255,7 @@ fn saved(
 
 macro_rules! signed_in {
     ($req:expr, $session:expr, $state:expr) => {
-        match require_user(&$req, &$session, &$state) {
+        match require_current_user(&$req, &$session, &$state).await {
             Ok(user) => user,
             Err(to_sign_in) => return *to_sign_in,
         }
@@ -315,7 +321,13 @@ pub async fn create(
     else {
         return unavailable();
     };
-    saved(&user, csrf, page, response.into_inner().result)
+    // A reload of the page that shows the secret must not register a second application.
+    saved(
+        &user,
+        session::rotate_csrf(&session),
+        page,
+        response.into_inner().result,
+    )
 }
 
 /// `GET /oauth/applications/{uid}`.
@@ -455,7 +467,7 @@ pub async fn renew_secret(
     };
     show(
         &user,
-        session::csrf_token(&session),
+        session::rotate_csrf(&session),
         app,
         response.into_inner().secret,
     )

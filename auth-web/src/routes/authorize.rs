@@ -18,6 +18,10 @@ use crate::routes::sign_in::{page_form, redirect};
 use crate::session::{self, SessionUser};
 use crate::startup::WebState;
 
+/// Largest authorization request (its carried parameters, URL-encoded) that can wait in
+/// the session cookie for the user's decision.
+const MAX_PENDING_BYTES: usize = 2500;
+
 /// The request parameters carried through the consent form.
 const CARRIED: &[&str] = &[
     "client_id",
@@ -220,7 +224,21 @@ pub async fn show(req: HttpRequest, session: Session, state: web::Data<WebState>
     };
     let request = authorization_request(&params);
     let now = state.now();
-    let user = session::current_user(&session, &state.config, now);
+    // OIDC Core §3.1.2.1: prompt=login and a sign-in older than max_age both need a fresh
+    // sign-in, so for this request the user counts as signed out (token-service then answers
+    // prompt=none with login_required, as it must).
+    let prompt_login = request
+        .prompt
+        .as_deref()
+        .is_some_and(|p| p.split(' ').any(|w| w == "login"));
+    let signed_in = session::current_user(&session, &state.config, now);
+    let stale = signed_in.as_ref().is_some_and(|u| {
+        prompt_login
+            || request
+                .max_age
+                .is_some_and(|max_age| now - u.auth_time > max_age.max(0))
+    });
+    let user = if stale { None } else { signed_in };
     let pre = state
         .upstream
         .authorizations
@@ -237,29 +255,26 @@ pub async fn show(req: HttpRequest, session: Session, state: web::Data<WebState>
         }
         Ok(None) | Err(_) => return unavailable(&state, &request),
     };
-    let Some(user) = user else {
-        return to_sign_in(&format!("{}?{}", req.path(), req.query_string()));
-    };
-    // OIDC Core §3.1.2.1: prompt=login and max_age ask for a fresh sign-in. The return
-    // address drops prompt=login so that the fresh sign-in is not asked for again.
-    let wants_login = request
-        .prompt
-        .as_deref()
-        .is_some_and(|p| p.split(' ').any(|w| w == "login"));
-    let too_old = request
-        .max_age
-        .is_some_and(|max_age| now - user.auth_time > max_age.max(0));
-    if wants_login || too_old {
-        session::sign_out(&session);
+    // The return address after sign-in drops prompt=login and max_age, so that the fresh
+    // sign-in satisfies them and is not asked for again.
+    let fresh_sign_in = || {
         let kept: Vec<(String, String)> =
             serde_urlencoded::from_str::<Vec<(String, String)>>(req.query_string())
                 .unwrap_or_default()
                 .into_iter()
-                .filter(|(k, v)| !(k == "prompt" && v.split(' ').any(|w| w == "login")))
+                .filter(|(k, v)| {
+                    k != "max_age" && !(k == "prompt" && v.split(' ').any(|w| w == "login"))
+                })
                 .collect();
         let query = serde_urlencoded::to_string(&kept).unwrap_or_default();
-        return to_sign_in(&format!("{}?{query}", req.path()));
-    }
+        to_sign_in(&format!("{}?{query}", req.path()))
+    };
+    let Some(user) = user else {
+        if stale {
+            session::sign_out(&session);
+        }
+        return fresh_sign_in();
+    };
     if pre.skip_consent {
         return issue_and_respond(&state, request, &user).await;
     }
@@ -270,10 +285,20 @@ pub async fn show(req: HttpRequest, session: Session, state: web::Data<WebState>
         .iter()
         .filter_map(|name| params.owned(name).map(|value| (*name, value)))
         .collect();
-    let pending = session::remember_pending(
-        &session,
-        serde_urlencoded::to_string(&carried).unwrap_or_default(),
-    );
+    let carried = serde_urlencoded::to_string(&carried).unwrap_or_default();
+    // The pending request lives in the session cookie, which browsers cap near 4 KB.
+    if carried.len() > MAX_PENDING_BYTES {
+        return respond_error(
+            &state,
+            &request,
+            &pb::OAuthError {
+                error: "invalid_request".into(),
+                error_description: "The authorization request is too large.".into(),
+                retry_after_seconds: 0,
+            },
+        );
+    }
+    let pending = session::remember_pending(&session, carried);
     let fields = vec![("pending", pending)];
     let redirect_host = url::Url::parse(&request.redirect_uri)
         .ok()

@@ -65,6 +65,10 @@ fn redeem(
     let Some(grant) = db::grants::find_by_code_hash(conn, &code.sha256())? else {
         return Ok(Err(invalid()));
     };
+    // A code its user revoked (authorized-applications page) is simply invalid.
+    if grant.revoked_at.is_some() {
+        return Ok(Err(invalid()));
+    }
     if !db::grants::consume(conn, grant.id, now)? {
         // RFC 6749 §4.1.2: a second use revokes every token minted from the code.
         let revoked = db::grants::revoke_tokens_of(conn, grant.id, now)?;

@@ -9,6 +9,7 @@ mod chromium;
 mod code_flow;
 mod database;
 mod grpc;
+mod lifecycle;
 mod pages;
 mod refresh;
 mod resilience;

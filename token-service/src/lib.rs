@@ -14,6 +14,7 @@ pub mod grants;
 pub mod grpc;
 pub mod issuance;
 pub mod keys;
+pub mod lifecycle;
 pub mod passwords;
 pub mod pkce;
 pub mod redirect_uri;

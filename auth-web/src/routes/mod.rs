@@ -8,6 +8,7 @@ pub mod authorize;
 pub mod health;
 pub mod sign_in;
 pub mod token;
+pub mod token_lifecycle;
 
 use actix_web::{HttpResponse, web};
 
@@ -22,6 +23,20 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         web::resource(["/api/v4/user", "/api/v3/user"])
             .route(web::get().to(api_user::current_user))
             .default_service(web::to(method_not_allowed)),
+    )
+    .service(
+        web::resource("/oauth/revoke")
+            .route(web::post().to(token_lifecycle::revoke))
+            .default_service(web::to(method_not_allowed)),
+    )
+    .service(
+        web::resource("/oauth/introspect")
+            .route(web::post().to(token_lifecycle::introspect))
+            .default_service(web::to(method_not_allowed)),
+    )
+    .route(
+        "/oauth/token/info",
+        web::get().to(token_lifecycle::token_info),
     )
     .route("/-/health", web::get().to(health::health))
     .route("/assets/doorward.css", web::get().to(assets::stylesheet))

@@ -33,9 +33,7 @@ async fn exchange(
     payload: web::Payload,
     state: &WebState,
 ) -> Result<pb::TokenSet, OAuthError> {
-    client_auth::refuse_secrets_in_query(req)?;
-    let body = read_body(payload).await?;
-    let params = Params::parse(req, &body)?;
+    let params = back_channel_params(req, payload).await?;
     let credentials = client_auth::extract(req, &params)?;
     let request = pb::ExchangeRequest {
         grant_type: params.owned("grant_type").unwrap_or_default(),
@@ -72,6 +70,17 @@ async fn exchange(
             "empty response",
         ))),
     }
+}
+
+/// The parameters of a back-channel POST (`/oauth/token`, `/oauth/revoke`,
+/// `/oauth/introspect`): no secrets in the URL, a capped body, every parameter once.
+pub async fn back_channel_params(
+    req: &HttpRequest,
+    payload: web::Payload,
+) -> Result<Params, OAuthError> {
+    client_auth::refuse_secrets_in_query(req)?;
+    let body = read_body(payload).await?;
+    Params::parse(req, &body)
 }
 
 /// RFC 6749 §5.1 plus GitLab's `created_at`; absent optional members are omitted.

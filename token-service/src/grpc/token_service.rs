@@ -6,7 +6,7 @@ use tonic::{Request, Response, Status};
 
 use crate::error::GrantError;
 use crate::state::AppState;
-use crate::{bearer, grants};
+use crate::{bearer, grants, lifecycle};
 
 /// The tonic service.
 pub struct TokenServiceImpl {
@@ -51,20 +51,40 @@ impl TokenService for TokenServiceImpl {
 
     async fn revoke(
         &self,
-        _request: Request<pb::RevokeRequest>,
+        request: Request<pb::RevokeRequest>,
     ) -> Result<Response<pb::RevokeResponse>, Status> {
-        Err(Status::unimplemented(
-            "token revocation (RFC 7009) is not served yet",
-        ))
+        let request = request.into_inner();
+        let state = self.state.clone();
+        let outcome = self
+            .state
+            .db(move |conn| lifecycle::revoke(&state, conn, &request))
+            .await?;
+        let result = match outcome {
+            Ok(()) => pb::revoke_response::Result::Revoked(pb::Empty {}),
+            Err(failure) => pb::revoke_response::Result::Error(failure.to_proto()),
+        };
+        Ok(Response::new(pb::RevokeResponse {
+            result: Some(result),
+        }))
     }
 
     async fn introspect(
         &self,
-        _request: Request<pb::IntrospectRequest>,
+        request: Request<pb::IntrospectRequest>,
     ) -> Result<Response<pb::IntrospectResponse>, Status> {
-        Err(Status::unimplemented(
-            "token introspection (RFC 7662) is not served yet",
-        ))
+        let request = request.into_inner();
+        let state = self.state.clone();
+        let outcome = self
+            .state
+            .db(move |conn| lifecycle::introspect(&state, conn, &request))
+            .await?;
+        let result = match outcome {
+            Ok(introspection) => pb::introspect_response::Result::Introspection(introspection),
+            Err(failure) => pb::introspect_response::Result::Error(failure.to_proto()),
+        };
+        Ok(Response::new(pb::IntrospectResponse {
+            result: Some(result),
+        }))
     }
 
     async fn authenticate_bearer(

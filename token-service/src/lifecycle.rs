@@ -1,0 +1,236 @@
+//! Token revocation (RFC 7009) and introspection (RFC 7662), with the caller rules of
+//! SEC-IR-01..03: callers authenticate; a client sees and revokes only its own tokens; every
+//! other case looks the same from outside (`{"active":false}`, or 200 without revoking).
+
+use doorward_proto::v1 as pb;
+use doorward_shared::secret::sha256;
+use doorward_shared::{ErrorCode, ScopeSet};
+
+use crate::clients;
+use crate::db::models::{AccessTokenRow, ApplicationRow};
+use crate::db::{self, DbConnection};
+use crate::error::{GrantError, OAuthFailure, ServiceError};
+use crate::issuance::subject;
+use crate::keys::MAX_TOKEN_LEN;
+use crate::state::AppState;
+
+/// A presented token, as found in the database.
+enum Presented {
+    /// An access token (its JWT verified, expiry aside).
+    Access(AccessTokenRow),
+    /// A refresh token, found by its hash.
+    Refresh(AccessTokenRow),
+}
+
+impl Presented {
+    fn row(&self) -> &AccessTokenRow {
+        match self {
+            Self::Access(row) | Self::Refresh(row) => row,
+        }
+    }
+}
+
+/// Finds `token` as an access or a refresh token. `token_type_hint` picks which is tried
+/// first, and is not trusted: the other kind is tried too (RFC 7009 §2.1).
+fn find(
+    state: &AppState,
+    conn: &mut DbConnection,
+    token: &str,
+    hint: Option<&str>,
+) -> Result<Option<Presented>, ServiceError> {
+    if token.is_empty() || token.len() > MAX_TOKEN_LEN {
+        return Ok(None);
+    }
+    let as_refresh = |conn: &mut DbConnection| -> Result<Option<Presented>, ServiceError> {
+        Ok(
+            db::tokens::find_by_refresh_hash(conn, &sha256(token.as_bytes()))?
+                .map(Presented::Refresh),
+        )
+    };
+    let as_access = |conn: &mut DbConnection| -> Result<Option<Presented>, ServiceError> {
+        match state.keys.verify_access_token_signature(token) {
+            Ok(claims) => Ok(db::tokens::find(conn, &claims.jti)?.map(Presented::Access)),
+            Err(_) => Ok(None),
+        }
+    };
+    if hint == Some("refresh_token") {
+        match as_refresh(conn)? {
+            Some(found) => Ok(Some(found)),
+            None => as_access(conn),
+        }
+    } else {
+        match as_access(conn)? {
+            Some(found) => Ok(Some(found)),
+            None => as_refresh(conn),
+        }
+    }
+}
+
+fn authenticate(
+    conn: &mut DbConnection,
+    client: Option<&pb::ClientAuthentication>,
+    now: i64,
+) -> Result<Result<ApplicationRow, OAuthFailure>, ServiceError> {
+    match clients::authenticate(conn, client, now) {
+        Ok(app) => Ok(Ok(app)),
+        Err(GrantError::OAuth(failure)) => Ok(Err(failure)),
+        Err(GrantError::Service(err)) => Err(err),
+    }
+}
+
+/// RFC 7009: revokes `token` if it belongs to the authenticated client. A refresh token takes
+/// its whole family with it; an access token its own row (and so its refresh token).
+pub fn revoke(
+    state: &AppState,
+    conn: &mut DbConnection,
+    request: &pb::RevokeRequest,
+) -> Result<Result<(), OAuthFailure>, ServiceError> {
+    let now = state.now();
+    // GitLab: an unauthenticated revocation is refused with 403.
+    let Some(client) = request.client.as_ref() else {
+        return Ok(Err(OAuthFailure::with(
+            ErrorCode::UnauthorizedClient,
+            "You are not authorized to revoke this token",
+        )));
+    };
+    let app = match authenticate(conn, Some(client), now)? {
+        Ok(app) => app,
+        Err(failure) => return Ok(Err(failure)),
+    };
+    db::write_transaction(conn, |conn| {
+        let Some(found) = find(
+            state,
+            conn,
+            &request.token,
+            request.token_type_hint.as_deref(),
+        )?
+        else {
+            return Ok(Ok(()));
+        };
+        // SEC-IR-03: another client's token is left alone, and the answer is the same.
+        if found.row().application_id != app.id {
+            return Ok(Ok(()));
+        }
+        let revoked = match (&found, found.row().family_id.as_deref()) {
+            (Presented::Refresh(_), Some(family_id)) => {
+                db::tokens::lock_family(conn, family_id)?;
+                db::tokens::revoke_family(conn, family_id, now)?
+            }
+            _ => db::tokens::revoke(conn, &found.row().jti, now)?,
+        };
+        tracing::info!(target: "audit", event = "token_revoked", client_id = %app.uid, jti = %found.row().jti, revoked_rows = revoked, "a client revoked a token");
+        Ok(Ok(()))
+    })
+}
+
+/// Who asks to introspect: a client, or the bearer of another valid token (RFC 7662 §2.1).
+fn caller(
+    state: &AppState,
+    conn: &mut DbConnection,
+    request: &pb::IntrospectRequest,
+    now: i64,
+) -> Result<Result<i64, OAuthFailure>, ServiceError> {
+    let refused = || {
+        OAuthFailure::with(
+            ErrorCode::InvalidClient,
+            "Introspection needs client authentication, or a bearer token other than the one introspected.",
+        )
+    };
+    if let Some(bearer) = request.caller_bearer_token.as_deref() {
+        if bearer == request.token {
+            return Ok(Err(refused()));
+        }
+        let Ok(claims) = state.keys.verify_access_token(bearer, now) else {
+            return Ok(Err(refused()));
+        };
+        return Ok(match db::tokens::find(conn, &claims.jti)? {
+            Some(row) if row.revoked_at.is_none() => Ok(row.application_id),
+            _ => Err(refused()),
+        });
+    }
+    if request.client.is_none() {
+        return Ok(Err(refused()));
+    }
+    Ok(authenticate(conn, request.client.as_ref(), now)?.map(|app| app.id))
+}
+
+fn inactive() -> pb::TokenIntrospection {
+    pb::TokenIntrospection {
+        active: false,
+        ..Default::default()
+    }
+}
+
+/// RFC 7662: what `token` is, for the client it was issued to; `{"active":false}` for
+/// anything else (SEC-IR-02).
+pub fn introspect(
+    state: &AppState,
+    conn: &mut DbConnection,
+    request: &pb::IntrospectRequest,
+) -> Result<Result<pb::TokenIntrospection, OAuthFailure>, ServiceError> {
+    let now = state.now();
+    let caller_app = match caller(state, conn, request, now)? {
+        Ok(app) => app,
+        Err(failure) => return Ok(Err(failure)),
+    };
+    let Some(found) = find(
+        state,
+        conn,
+        &request.token,
+        request.token_type_hint.as_deref(),
+    )?
+    else {
+        return Ok(Ok(inactive()));
+    };
+    let row = found.row();
+    if row.application_id != caller_app || row.revoked_at.is_some() {
+        return Ok(Ok(inactive()));
+    }
+    let tokens = &state.config.tokens;
+    let (active, scopes, exp, token_type) = match &found {
+        Presented::Access(row) => (
+            row.expires_at > now,
+            row.scopes.clone(),
+            row.expires_at,
+            "Bearer",
+        ),
+        Presented::Refresh(row) => {
+            let family_ends =
+                row.family_created_at.unwrap_or(row.created_at) + tokens.refresh_max_age_seconds;
+            let idle_ends = row.created_at + tokens.refresh_idle_ttl_seconds;
+            let exp = family_ends.min(idle_ends);
+            let usable = row.refresh_rotated_at.is_none() && exp > now;
+            let scopes = row
+                .refresh_scopes
+                .clone()
+                .unwrap_or_else(|| row.scopes.clone());
+            (usable, scopes, exp, "refresh_token")
+        }
+    };
+    if !active {
+        return Ok(Ok(inactive()));
+    }
+    let Some(app) = db::applications::find(conn, row.application_id)? else {
+        return Ok(Ok(inactive()));
+    };
+    let username = match row.user_id {
+        Some(id) => match db::users::find(conn, id)? {
+            Some(user) if user.is_active() => user.username,
+            _ => return Ok(Ok(inactive())),
+        },
+        None => String::new(),
+    };
+    Ok(Ok(pb::TokenIntrospection {
+        active: true,
+        scope: ScopeSet::parse(&scopes).unwrap_or_default().to_string(),
+        client_id: app.uid.clone(),
+        username,
+        token_type: token_type.to_owned(),
+        exp,
+        iat: row.created_at,
+        sub: subject(row.user_id, &app.uid),
+        aud: state.keys.audience().to_owned(),
+        iss: state.keys.issuer().to_owned(),
+        jti: row.jti.clone(),
+    }))
+}

@@ -8,6 +8,7 @@ mod api;
 mod chromium;
 mod code_flow;
 mod database;
+mod discovery;
 mod grpc;
 mod lifecycle;
 mod pages;

@@ -5,6 +5,7 @@ pub mod api_user;
 pub mod applications;
 pub mod assets;
 pub mod authorize;
+pub mod discovery;
 pub mod health;
 pub mod sign_in;
 pub mod token;
@@ -37,6 +38,11 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     .route(
         "/oauth/token/info",
         web::get().to(token_lifecycle::token_info),
+    )
+    .route("/oauth/discovery/keys", web::get().to(discovery::jwks))
+    .route(
+        "/.well-known/oauth-authorization-server",
+        web::get().to(discovery::oauth_metadata),
     )
     .route("/-/health", web::get().to(health::health))
     .route("/assets/doorward.css", web::get().to(assets::stylesheet))

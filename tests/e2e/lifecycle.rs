@@ -11,7 +11,89 @@ both_backends!(
     sec_ir_03_revocation_is_owner_only_and_uniform,
     revocation_errors_follow_gitlab,
     sec_ir_06_token_info_reveals_only_the_presented_tokens_metadata,
+    sec_ir_05_userinfo_needs_openid_and_follows_the_scopes,
 );
+
+async fn sec_ir_05_userinfo_needs_openid_and_follows_the_scopes(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let user_id = app.create_user("jane", "sekret-password").await;
+    let client = app
+        .create_client("openid email read_user", true, true)
+        .await;
+    let grant = |scope: &'static str| {
+        let app = &app;
+        let client = &client;
+        async move {
+            let response = app
+                .token_basic(
+                    client,
+                    &[
+                        ("grant_type", "password"),
+                        ("username", "jane"),
+                        ("password", "sekret-password"),
+                        ("scope", scope),
+                    ],
+                )
+                .await;
+            let tokens: Value = response.json().await.unwrap();
+            tokens["access_token"].as_str().unwrap().to_owned()
+        }
+    };
+    let userinfo = |token: String| {
+        let app = &app;
+        async move {
+            let response = app
+                .http
+                .get(app.url("/oauth/userinfo"))
+                .bearer_auth(token)
+                .send()
+                .await
+                .unwrap();
+            let status = response.status().as_u16();
+            let challenge = response
+                .headers()
+                .get("www-authenticate")
+                .map(|v| v.to_str().unwrap().to_owned());
+            (
+                status,
+                challenge,
+                response.json::<Value>().await.unwrap_or(Value::Null),
+            )
+        }
+    };
+    let (status, _, claims) = userinfo(grant("openid email").await).await;
+    assert_eq!(status, 200);
+    assert_eq!(claims["sub"], user_id.to_string());
+    assert_eq!(claims["preferred_username"], "jane");
+    assert_eq!(claims["email"], "jane@example.com");
+    let (_, _, claims) = userinfo(grant("openid").await).await;
+    assert!(
+        claims.get("email").is_none(),
+        "the email claim needs the email scope"
+    );
+    let (status, challenge, body) = userinfo(grant("read_user").await).await;
+    assert_eq!((status, challenge), (403, None));
+    assert_eq!(body["error"], "insufficient_scope");
+    let (status, challenge, body) = userinfo("garbage".into()).await;
+    assert_eq!(status, 401);
+    assert!(challenge.unwrap().contains("error=\"invalid_token\""));
+    assert_eq!(body["error"], "invalid_token");
+    // POST with the token in the form works too.
+    let token = grant("openid").await;
+    let response = app
+        .http
+        .post(app.url("/oauth/userinfo"))
+        .form(&[("access_token", token.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    // Expired.
+    app.clock.advance(7201);
+    let (status, challenge, _) = userinfo(token).await;
+    assert_eq!(status, 401);
+    assert!(challenge.is_some());
+}
 
 async fn setup(backend: Backend) -> (TestApp, TestClient, Value) {
     let app = TestApp::spawn(backend).await;

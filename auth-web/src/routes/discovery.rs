@@ -41,6 +41,7 @@ pub fn authorization_server_metadata(state: &WebState) -> serde_json::Value {
         "jwks_uri": format!("{issuer}/oauth/discovery/keys"),
         "revocation_endpoint": format!("{issuer}/oauth/revoke"),
         "introspection_endpoint": format!("{issuer}/oauth/introspect"),
+        "userinfo_endpoint": format!("{issuer}/oauth/userinfo"),
         "scopes_supported": KNOWN_SCOPES,
         "response_types_supported": ["code"],
         "response_modes_supported": ["query", "form_post"],

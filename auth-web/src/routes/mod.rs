@@ -10,6 +10,7 @@ pub mod health;
 pub mod sign_in;
 pub mod token;
 pub mod token_lifecycle;
+pub mod userinfo;
 
 use actix_web::{HttpResponse, web};
 
@@ -38,6 +39,11 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     .route(
         "/oauth/token/info",
         web::get().to(token_lifecycle::token_info),
+    )
+    .service(
+        web::resource("/oauth/userinfo")
+            .route(web::get().to(userinfo::userinfo))
+            .route(web::post().to(userinfo::userinfo)),
     )
     .route("/oauth/discovery/keys", web::get().to(discovery::jwks))
     .route(

@@ -77,6 +77,9 @@ pub struct TokenConfig {
     pub access_token_audience: Option<String>,
     /// Authorization code lifetime (RFC 6749 §4.1.2: at most 10 minutes).
     pub authorization_code_ttl_seconds: i64,
+    /// How often each token-service re-reads the signing keys, so that `keys rotate`
+    /// reaches running processes (0: only at start-up).
+    pub key_reload_seconds: u64,
 }
 
 /// Argon2id parameters (OWASP: m=19456 KiB, t=2, p=1) and the size of the hashing pool.
@@ -172,6 +175,7 @@ impl Default for TokenConfig {
             refresh_max_age_seconds: 365 * 24 * 3600,
             access_token_audience: None,
             authorization_code_ttl_seconds: 600,
+            key_reload_seconds: 5,
         }
     }
 }

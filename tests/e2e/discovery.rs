@@ -8,6 +8,7 @@ use serde_json::Value;
 
 both_backends!(
     access_tokens_verify_against_the_published_jwks,
+    key_rotation_reaches_running_services_and_old_tokens_stay_valid,
     authorization_server_metadata_is_built_from_the_configuration,
 );
 
@@ -71,4 +72,79 @@ async fn authorization_server_metadata_is_built_from_the_configuration(backend: 
     assert_eq!(response.status(), 200);
     let metadata: Value = response.json().await.unwrap();
     insta::assert_json_snapshot!("oauth_authorization_server_metadata", metadata);
+}
+
+fn kid_of(token: &str) -> String {
+    jsonwebtoken::decode_header(token).unwrap().kid.unwrap()
+}
+
+async fn published_kids(app: &TestApp) -> Vec<String> {
+    let jwks: JwkSet = app
+        .http
+        .get(app.url("/oauth/discovery/keys"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    jwks.keys
+        .into_iter()
+        .filter_map(|k| k.common.key_id)
+        .collect()
+}
+
+async fn key_rotation_reaches_running_services_and_old_tokens_stay_valid(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    app.create_user("jane", "sekret-password").await;
+    let client = app.default_client().await;
+    let before = app.password_grant(&client, "jane", "sekret-password").await;
+    let old_token = before["access_token"].as_str().unwrap().to_owned();
+    let old_kid = kid_of(&old_token);
+
+    let now = app.state.now();
+    let new_key = app
+        .state
+        .db(move |conn| {
+            Ok::<_, token_service::error::ServiceError>(token_service::keys::rotate(conn, now)?)
+        })
+        .await
+        .unwrap();
+    // The running service picks the new key up within its reload interval (1 s here).
+    let mut new_token = String::new();
+    for _ in 0..50 {
+        let tokens = app.password_grant(&client, "jane", "sekret-password").await;
+        new_token = tokens["access_token"].as_str().unwrap().to_owned();
+        if kid_of(&new_token) == new_key.kid {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        kid_of(&new_token),
+        new_key.kid,
+        "new tokens are signed by the new key"
+    );
+    // Old tokens keep working, and both keys are published.
+    assert_eq!(app.api_user(&old_token).await.0, 200);
+    assert_eq!(app.api_user(&new_token).await.0, 200);
+    let kids = published_kids(&app).await;
+    assert!(
+        kids.contains(&old_kid) && kids.contains(&new_key.kid),
+        "{kids:?}"
+    );
+    // Once every token of the old key has expired, it is withdrawn.
+    app.clock.advance(7200 + 301);
+    let mut withdrawn = false;
+    for _ in 0..50 {
+        if !published_kids(&app).await.contains(&old_kid) {
+            withdrawn = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(
+        withdrawn,
+        "the retired key leaves the JWKS after its tokens' lifetime"
+    );
 }

@@ -166,6 +166,8 @@ impl TestApp {
         config.auth_web_addr = "127.0.0.1:0".into();
         config.web.workers = Some(2);
         config.database.pool_size = Some(8);
+        // Rotated keys reach the running service within a second.
+        config.tokens.key_reload_seconds = 1;
         adjust(&mut config);
 
         let clock = ManualClock::new();

@@ -135,6 +135,10 @@ pub enum AppsCommand {
 pub enum KeysCommand {
     /// List signing keys with their state.
     List(JsonFlag),
+    /// Add a new signing key that signs from now on; running token services pick it up
+    /// within `tokens.key_reload_seconds`, and the old key stays published until the tokens
+    /// it signed have expired.
+    Rotate(JsonFlag),
 }
 
 fn app_json(app: &ApplicationRow) -> serde_json::Value {
@@ -246,6 +250,17 @@ pub async fn run(state: &AppState, command: Command) -> anyhow::Result<()> {
             }
         }
         Command::Apps(command) => run_apps(state, command).await?,
+        Command::Keys(KeysCommand::Rotate(flag)) => {
+            let now = state.now();
+            let row = state
+                .db(move |conn| Ok::<_, ServiceError>(crate::keys::rotate(conn, now)?))
+                .await?;
+            if flag.json {
+                println!("{}", json!({"kid": row.kid, "algorithm": row.algorithm}));
+            } else {
+                println!("New signing key {} signs from now on.", row.kid);
+            }
+        }
         Command::Keys(KeysCommand::List(flag)) => {
             let keys = state
                 .db(|conn| Ok::<_, ServiceError>(db::signing_keys::list(conn)?))

@@ -74,6 +74,9 @@ pub enum ServiceError {
     /// Password hashing failed or is saturated.
     #[error(transparent)]
     Hash(#[from] HashError),
+    /// Signing keys could not be read or made.
+    #[error("signing keys: {0}")]
+    Keys(#[from] crate::keys::KeyError),
 }
 
 impl From<ServiceError> for tonic::Status {

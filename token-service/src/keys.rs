@@ -59,6 +59,9 @@ pub struct KeyRing {
     keys: RwLock<Arc<LoadedKeys>>,
     issuer: String,
     audience: String,
+    /// How long a retired key stays published and trusted: until every token it signed
+    /// has expired.
+    published_for: i64,
 }
 
 /// Errors loading or creating keys.
@@ -83,6 +86,7 @@ impl KeyRing {
         conn: &mut DbConnection,
         issuer: &str,
         audience: &str,
+        published_for: i64,
         now: i64,
     ) -> Result<Self, KeyError> {
         // Replicas starting together on an empty database must agree on one first key: the
@@ -101,12 +105,26 @@ impl KeyRing {
             tracing::info!(kid = %row.kid, "generated the first access-token signing key");
             Ok(db::signing_keys::list(conn)?)
         })?;
-        let keys = build(&rows)?;
+        let keys = build(&rows, now, published_for)?;
         Ok(Self {
             keys: RwLock::new(Arc::new(keys)),
             issuer: issuer.to_owned(),
             audience: audience.to_owned(),
+            published_for,
         })
+    }
+
+    /// Reads the keys again, so that a `keys rotate` run anywhere reaches this process
+    /// (called periodically by the token service). Returns whether the signing key changed.
+    pub fn reload(&self, conn: &mut DbConnection, now: i64) -> Result<bool, KeyError> {
+        let rows = db::signing_keys::list(conn)?;
+        let loaded = build(&rows, now, self.published_for)?;
+        let changed = loaded.signing_kid != self.current().signing_kid;
+        match self.keys.write() {
+            Ok(mut keys) => *keys = Arc::new(loaded),
+            Err(poisoned) => *poisoned.into_inner() = Arc::new(loaded),
+        }
+        Ok(changed)
     }
 
     fn current(&self) -> Arc<LoadedKeys> {
@@ -190,12 +208,21 @@ impl KeyRing {
     }
 }
 
-fn build(rows: &[SigningKeyRow]) -> Result<LoadedKeys, KeyError> {
+fn build(rows: &[SigningKeyRow], now: i64, published_for: i64) -> Result<LoadedKeys, KeyError> {
     let mut verifying = HashMap::new();
     let mut jwks = Vec::new();
     let mut signing: Option<(String, ed25519_dalek::SigningKey)> = None;
     // Rows come newest first: the newest live key signs.
-    for row in rows.iter().filter(|r| r.purpose == PURPOSE_ACCESS_TOKEN) {
+    // A retired key stays published (and trusted) until the tokens it signed have expired.
+    let live = |r: &&SigningKeyRow| {
+        r.retired_at
+            .is_none_or(|retired| now - retired < published_for)
+    };
+    for row in rows
+        .iter()
+        .filter(|r| r.purpose == PURPOSE_ACCESS_TOKEN)
+        .filter(live)
+    {
         let corrupt = |reason: &str| KeyError::Corrupt {
             kid: row.kid.clone(),
             reason: reason.to_owned(),
@@ -233,6 +260,19 @@ fn build(rows: &[SigningKeyRow]) -> Result<LoadedKeys, KeyError> {
         encoded_header,
         verifying,
         jwks_json: serde_json::json!({ "keys": jwks }).to_string(),
+    })
+}
+
+/// `keys rotate`: a new signing key signs from now on; the keys it replaces are retired
+/// (published and trusted until their tokens expire). Returns the new key.
+pub fn rotate(conn: &mut DbConnection, now: i64) -> Result<SigningKeyRow, KeyError> {
+    db::write_transaction(conn, |conn| {
+        db::signing_keys::lock_for_first_key(conn)?;
+        db::signing_keys::retire_live(conn, PURPOSE_ACCESS_TOKEN, now)?;
+        let row = generate_ed25519(now)?;
+        db::signing_keys::insert(conn, &row)?;
+        tracing::info!(target: "audit", event = "signing_key_rotated", kid = %row.kid, "a new access-token signing key signs from now on");
+        Ok(row)
     })
 }
 
@@ -278,9 +318,10 @@ mod tests {
     fn ring() -> KeyRing {
         let row = generate_ed25519(1_000).expect("key");
         KeyRing {
-            keys: RwLock::new(Arc::new(build(&[row]).expect("build"))),
+            keys: RwLock::new(Arc::new(build(&[row], 1_000, 7_500).expect("build"))),
             issuer: "http://issuer".into(),
             audience: "http://issuer".into(),
+            published_for: 7_500,
         }
     }
 
@@ -365,6 +406,25 @@ mod tests {
         assert_eq!(header.alg, Algorithm::EdDSA);
         assert_eq!(header.typ.as_deref(), Some("at+jwt"));
         assert_eq!(header.kid, Some(ring.signing_kid()));
+    }
+
+    #[test]
+    fn retired_keys_stay_published_until_their_tokens_expire() {
+        let old = SigningKeyRow {
+            retired_at: Some(2_000),
+            ..generate_ed25519(1_000).unwrap()
+        };
+        let new = generate_ed25519(2_000).unwrap();
+        let rows = [new.clone(), old.clone()];
+        let keys = build(&rows, 2_100, 7_500).unwrap();
+        assert_eq!(keys.signing_kid, new.kid, "the newest live key signs");
+        assert!(
+            keys.verifying.contains_key(&old.kid),
+            "the retired key still verifies"
+        );
+        assert!(keys.jwks_json.contains(&old.kid));
+        let later = build(&rows, 2_000 + 7_500, 7_500).unwrap();
+        assert!(!later.verifying.contains_key(&old.kid) && !later.jwks_json.contains(&old.kid));
     }
 
     #[test]

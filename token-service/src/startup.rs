@@ -16,6 +16,7 @@ use tokio::net::TcpListener;
 use tonic::service::interceptor::InterceptedService;
 
 use crate::db;
+use crate::error::ServiceError;
 use crate::grpc::ServiceTokenCheck;
 use crate::grpc::applications::ApplicationsImpl;
 use crate::grpc::authorizations::AuthorizationsImpl;
@@ -39,11 +40,13 @@ pub async fn open_state(config: Config, clock: SharedClock) -> anyhow::Result<Ap
     let url = config.database_url.clone();
     let issuer = config.issuer().to_owned();
     let audience = config.access_token_audience().to_owned();
+    // A retired key stays trusted until the last token it signed has expired.
+    let published_for = config.tokens.access_token_ttl_seconds + 300;
     let now = clock.now();
     let (pool, keys, refresh_key) = tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
         let pool = db::connect_and_migrate(&url, pool_size, timeout)?;
         let mut conn = pool.get().context("could not get a database connection")?;
-        let keys = KeyRing::load_or_create(&mut conn, &issuer, &audience, now)?;
+        let keys = KeyRing::load_or_create(&mut conn, &issuer, &audience, published_for, now)?;
         let refresh_key = db::secrets::get_or_create(
             &mut conn,
             "refresh_successor_key",
@@ -63,6 +66,33 @@ pub async fn open_state(config: Config, clock: SharedClock) -> anyhow::Result<Ap
         config,
         clock,
     })
+}
+
+/// Re-reads the signing keys every `tokens.key_reload_seconds`, so that a `keys rotate` run
+/// against the shared database reaches this process within that bound.
+fn spawn_key_reloader(state: AppState) -> Option<tokio::task::JoinHandle<()>> {
+    let every = state.config.tokens.key_reload_seconds;
+    if every == 0 {
+        return None;
+    }
+    Some(tokio::spawn(async move {
+        let mut ticks = tokio::time::interval(Duration::from_secs(every));
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            ticks.tick().await;
+            let reload_state = state.clone();
+            let reloaded = state
+                .db(move |conn| {
+                    Ok::<_, ServiceError>(reload_state.keys.reload(conn, reload_state.now())?)
+                })
+                .await;
+            match reloaded {
+                Ok(true) => tracing::info!("a new signing key signs from now on"),
+                Ok(false) => {}
+                Err(err) => tracing::warn!(error = %err, "could not reload the signing keys"),
+            }
+        }
+    }))
 }
 
 /// A token service, bound and ready to run.
@@ -98,6 +128,7 @@ impl TokenServiceApp {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
         let state = self.state;
+        let reloader = spawn_key_reloader(state.clone());
         let check = ServiceTokenCheck::new(state.config.service_token.clone());
         let (health_reporter, health_service) = tonic_health::server::health_reporter();
         health_reporter
@@ -152,6 +183,9 @@ impl TokenServiceApp {
                 shutdown,
             )
             .await?;
+        if let Some(reloader) = reloader {
+            reloader.abort();
+        }
         Ok(())
     }
 }

@@ -199,6 +199,14 @@ fn users_and_apps_round_trip_through_the_cli() {
     let keys = cli.json(&["keys", "list", "--json"], None);
     assert_eq!(keys[0]["algorithm"], "EdDSA");
     assert_eq!(keys[0]["state"], "active");
+    let rotated = cli.json(&["keys", "rotate", "--json"], None);
+    let keys = cli.json(&["keys", "list", "--json"], None);
+    assert_eq!(keys.as_array().unwrap().len(), 2);
+    assert_eq!(keys[0]["kid"], rotated["kid"]);
+    assert_eq!(
+        (keys[0]["state"].as_str(), keys[1]["state"].as_str()),
+        (Some("active"), Some("retired"))
+    );
 
     assert_eq!(
         cli.json(&["apps", "delete", &uid, "--json"], None)["deleted"],

@@ -24,6 +24,17 @@ pub fn insert(conn: &mut DbConnection, row: &SigningKeyRow) -> QueryResult<()> {
     Ok(())
 }
 
+/// Retires every live key of `purpose` (they stop signing; see `keys::rotate`).
+pub fn retire_live(conn: &mut DbConnection, purpose: &str, now: i64) -> QueryResult<usize> {
+    diesel::update(
+        signing_keys::table
+            .filter(signing_keys::purpose.eq(purpose))
+            .filter(signing_keys::retired_at.is_null()),
+    )
+    .set(signing_keys::retired_at.eq(now))
+    .execute(conn)
+}
+
 /// Serialises first-start key generation between replicas. SQLite's `BEGIN IMMEDIATE`
 /// already does; PostgreSQL needs a lock that conflicts with itself.
 pub fn lock_for_first_key(conn: &mut DbConnection) -> QueryResult<()> {

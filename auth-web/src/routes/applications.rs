@@ -330,6 +330,24 @@ pub async fn create(
     )
 }
 
+/// For the forms that change an application: the signed-in user (as token-service knows
+/// them now), the form with its CSRF token checked, and the application if the user may
+/// manage it.
+async fn owned_form(
+    req: &HttpRequest,
+    uid: &str,
+    payload: web::Payload,
+    session: &Session,
+    state: &WebState,
+) -> Result<(SessionUser, Params, pb::Application), HttpResponse> {
+    let user = require_current_user(req, session, state)
+        .await
+        .map_err(|page| *page)?;
+    let params = page_form(req, payload, session).await?;
+    let app = owned(state, &user, uid).await?;
+    Ok((user, params, app))
+}
+
 /// `GET /oauth/applications/{uid}`.
 pub async fn detail(
     req: HttpRequest,
@@ -369,13 +387,8 @@ pub async fn update(
     session: Session,
     state: web::Data<WebState>,
 ) -> HttpResponse {
-    let user = signed_in!(req, session, state);
-    let params = match page_form(&req, payload, &session).await {
-        Ok(params) => params,
-        Err(page) => return page,
-    };
-    let app = match owned(&state, &user, &path).await {
-        Ok(app) => app,
+    let (user, params, app) = match owned_form(&req, &path, payload, &session, &state).await {
+        Ok(found) => found,
         Err(page) => return page,
     };
     let csrf = session::csrf_token(&session);
@@ -410,12 +423,8 @@ pub async fn delete(
     session: Session,
     state: web::Data<WebState>,
 ) -> HttpResponse {
-    let user = signed_in!(req, session, state);
-    if let Err(page) = page_form(&req, payload, &session).await {
-        return page;
-    }
-    let app = match owned(&state, &user, &path).await {
-        Ok(app) => app,
+    let app = match owned_form(&req, &path, payload, &session, &state).await {
+        Ok((_, _, app)) => app,
         Err(page) => return page,
     };
     match state
@@ -439,13 +448,8 @@ pub async fn renew_secret(
     session: Session,
     state: web::Data<WebState>,
 ) -> HttpResponse {
-    let user = signed_in!(req, session, state);
-    let params = match page_form(&req, payload, &session).await {
-        Ok(params) => params,
-        Err(page) => return page,
-    };
-    let app = match owned(&state, &user, &path).await {
-        Ok(app) => app,
+    let (user, params, app) = match owned_form(&req, &path, payload, &session, &state).await {
+        Ok(found) => found,
         Err(page) => return page,
     };
     let grace = params

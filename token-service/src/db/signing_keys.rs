@@ -8,11 +8,17 @@ use super::DbConnection;
 use super::models::SigningKeyRow;
 use super::schema::signing_keys;
 
-/// Every key, newest first.
+/// Every key: live ones first, then newest first.
 pub fn list(conn: &mut DbConnection) -> QueryResult<Vec<SigningKeyRow>> {
     signing_keys::table
         .select(SigningKeyRow::as_select())
-        .order((signing_keys::created_at.desc(), signing_keys::kid.asc()))
+        // Live keys first (a rotation within the same second must still list the new key
+        // first), then newest first.
+        .order((
+            signing_keys::retired_at.is_null().desc(),
+            signing_keys::created_at.desc(),
+            signing_keys::kid.asc(),
+        ))
         .load(conn)
 }
 

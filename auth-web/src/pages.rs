@@ -70,6 +70,17 @@ pub fn error_page(
     )
 }
 
+/// The page shown when token-service cannot be reached: nothing is redirected to a client
+/// whose redirect URI could not be checked (SEC-DS-05).
+pub fn unavailable_page() -> HttpResponse {
+    error_page(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "Doorward is temporarily unavailable",
+        "temporarily_unavailable",
+        "Try again in a moment.",
+    )
+}
+
 /// What a scope lets an application do, for the consent page.
 pub fn describe_scope(scope: &str) -> &'static str {
     match scope {

@@ -70,7 +70,7 @@ pub async fn require_current_user(
         .clone()
         .get_user(pb::GetUserRequest { id: user.id })
         .await
-        .map_err(|_| Box::new(unavailable()))?
+        .map_err(|_| Box::new(pages::unavailable_page()))?
         .into_inner()
         .user;
     match current {
@@ -83,15 +83,6 @@ pub async fn require_current_user(
             Err(Box::new(redirect("/users/sign_in")))
         }
     }
-}
-
-fn unavailable() -> HttpResponse {
-    pages::error_page(
-        StatusCode::SERVICE_UNAVAILABLE,
-        "Doorward is temporarily unavailable",
-        "temporarily_unavailable",
-        "Try again in a moment.",
-    )
 }
 
 fn sign_up_disabled() -> HttpResponse {
@@ -149,7 +140,7 @@ pub async fn sign_up(
     };
     let result = match state.upstream.users.clone().create_user(request).await {
         Ok(response) => response.into_inner().result,
-        Err(_) => return unavailable(),
+        Err(_) => return pages::unavailable_page(),
     };
     match result {
         Some(pb::create_user_response::Result::User(user)) => {
@@ -184,7 +175,7 @@ pub async fn sign_up(
                 },
             )
         }
-        None => unavailable(),
+        None => pages::unavailable_page(),
     }
 }
 
@@ -227,7 +218,7 @@ pub async fn authorized(
         .list_authorized_applications(pb::ListAuthorizedApplicationsRequest { user_id: user.id })
         .await;
     let Ok(listed) = listed else {
-        return unavailable();
+        return pages::unavailable_page();
     };
     let applications = listed
         .into_inner()
@@ -281,6 +272,6 @@ pub async fn revoke(
         .await;
     match revoked {
         Ok(_) => redirect("/oauth/authorized_applications"),
-        Err(_) => unavailable(),
+        Err(_) => pages::unavailable_page(),
     }
 }

@@ -61,15 +61,6 @@ struct ShowPage {
     secret: Option<String>,
 }
 
-fn unavailable() -> HttpResponse {
-    pages::error_page(
-        StatusCode::SERVICE_UNAVAILABLE,
-        "Doorward is temporarily unavailable",
-        "temporarily_unavailable",
-        "Try again in a moment.",
-    )
-}
-
 fn not_found() -> HttpResponse {
     pages::error_page(
         StatusCode::NOT_FOUND,
@@ -93,7 +84,7 @@ async fn owned(
             uid: uid.to_owned(),
         })
         .await
-        .map_err(|_| unavailable())?
+        .map_err(|_| pages::unavailable_page())?
         .into_inner()
         .application;
     match found {
@@ -234,7 +225,7 @@ fn saved(
             let secret = Some(created.secret).filter(|s| !s.is_empty());
             match created.application {
                 Some(app) => show(user, csrf, app, secret),
-                None => unavailable(),
+                None => pages::unavailable_page(),
             }
         }
         Some(pb::create_application_response::Result::Errors(errors)) => {
@@ -249,7 +240,7 @@ fn saved(
             };
             render(StatusCode::UNPROCESSABLE_ENTITY, &page)
         }
-        None => unavailable(),
+        None => pages::unavailable_page(),
     }
 }
 
@@ -273,7 +264,7 @@ pub async fn list(req: HttpRequest, session: Session, state: web::Data<WebState>
         .list_applications(pb::ListApplicationsRequest { owner_id })
         .await
     else {
-        return unavailable();
+        return pages::unavailable_page();
     };
     let csrf = session::csrf_token(&session);
     render(
@@ -319,7 +310,7 @@ pub async fn create(
         })
         .await
     else {
-        return unavailable();
+        return pages::unavailable_page();
     };
     // A reload of the page that shows the secret must not register a second application.
     saved(
@@ -405,7 +396,7 @@ pub async fn update(
         })
         .await
     else {
-        return unavailable();
+        return pages::unavailable_page();
     };
     match response.into_inner().result {
         Some(pb::create_application_response::Result::Created(_)) => {
@@ -435,7 +426,7 @@ pub async fn delete(
         .await
     {
         Ok(_) => redirect("/oauth/applications"),
-        Err(_) => unavailable(),
+        Err(_) => pages::unavailable_page(),
     }
 }
 
@@ -467,7 +458,7 @@ pub async fn renew_secret(
         })
         .await
     else {
-        return unavailable();
+        return pages::unavailable_page();
     };
     show(
         &user,

@@ -175,7 +175,7 @@ async fn issue_and_respond(
             respond(state, &request, vec![("code", code)])
         }
         Ok(Some(pb::issue_code_response::Result::Error(e))) => refused(state, &request, &e),
-        Ok(None) | Err(_) => unavailable(state, &request),
+        Ok(None) | Err(_) => pages::unavailable_page(),
     }
 }
 
@@ -190,17 +190,6 @@ fn refused(
     } else {
         page_error(&oauth)
     }
-}
-
-/// token-service is down: `temporarily_unavailable` goes to the client only if its redirect
-/// URI was already checked; here it was not, so a page (SEC-DS-05).
-fn unavailable(_state: &WebState, _request: &pb::AuthorizationRequest) -> HttpResponse {
-    pages::error_page(
-        StatusCode::SERVICE_UNAVAILABLE,
-        "Doorward is temporarily unavailable",
-        "temporarily_unavailable",
-        "Try again in a moment.",
-    )
 }
 
 /// The sign-in page, returning to `path_and_query` afterwards.
@@ -253,7 +242,7 @@ pub async fn show(req: HttpRequest, session: Session, state: web::Data<WebState>
         Ok(Some(pb::pre_authorize_response::Result::Error(e))) => {
             return refused(&state, &request, &e);
         }
-        Ok(None) | Err(_) => return unavailable(&state, &request),
+        Ok(None) | Err(_) => return pages::unavailable_page(),
     };
     // The return address after sign-in drops prompt=login and max_age, so that the fresh
     // sign-in satisfies them and is not asked for again.
@@ -398,7 +387,7 @@ pub async fn decide(
                         retry_after_seconds: 0,
                     },
                 ),
-                Ok(None) | Err(_) => unavailable(&state, &request),
+                Ok(None) | Err(_) => pages::unavailable_page(),
             }
         }
         _ => pages::error_page(

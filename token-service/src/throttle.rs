@@ -60,26 +60,56 @@ impl SignInThrottle {
     }
 
     /// Counts an attempt on `account` (a stable key of the account, such as its id) from
-    /// `ip`, or refuses it with the seconds until the window ends.
+    /// `ip`, or refuses it with the seconds until the window ends. Counting before the
+    /// password is checked is what keeps parallel guesses within the limit (SEC-RL-01).
     pub fn attempt(&self, account: &str, ip: &str, now: i64) -> Result<(), u32> {
+        let mut state = self.lock(now);
+        self.refused(&state.windows, account, ip, now)?;
+        self.count(&mut state.windows, account, ip, now);
+        Ok(())
+    }
+
+    /// Refuses with the seconds until the window ends if `account` from `ip` is over a
+    /// limit, without counting anything (for checks whose failures alone are counted).
+    pub fn check(&self, account: &str, ip: &str, now: i64) -> Result<(), u32> {
+        let state = self.lock(now);
+        self.refused(&state.windows, account, ip, now)
+    }
+
+    /// Counts a failure of `account` from `ip`.
+    pub fn record_failure(&self, account: &str, ip: &str, now: i64) {
+        let mut state = self.lock(now);
+        self.count(&mut state.windows, account, ip, now);
+    }
+
+    /// The counters, swept of expired windows now and then.
+    fn lock(&self, now: i64) -> std::sync::MutexGuard<'_, Windows> {
         let window = self.limits.window_seconds.max(1);
-        let mut guard = match self.state.lock() {
+        let mut state = match self.state.lock() {
             Ok(w) => w,
             Err(poisoned) => poisoned.into_inner(),
         };
-        let state = &mut *guard;
         if state.windows.len() > SWEEP_AT && now > state.last_sweep {
             state.last_sweep = now;
             state.windows.retain(|_, w| now < w.started_at + window);
             if state.windows.len() > HARD_CAP {
-                tracing::warn!(target: "audit", event = "sign_in_throttle_reset", "too many live throttle windows; starting over");
+                tracing::warn!(target: "audit", event = "throttle_reset", "too many live throttle windows; starting over");
                 state.windows.clear();
             }
         }
-        let windows = &mut state.windows;
-        let keys = Self::keys(account, ip);
+        state
+    }
+
+    fn refused(
+        &self,
+        windows: &HashMap<String, Window>,
+        account: &str,
+        ip: &str,
+        now: i64,
+    ) -> Result<(), u32> {
+        let window = self.limits.window_seconds.max(1);
         let mut retry_after = 0;
-        for (key, which) in &keys {
+        for (key, which) in &Self::keys(account, ip) {
             if let Some(w) = windows.get(key)
                 && now < w.started_at + window
                 && w.count >= self.limit(*which)
@@ -88,9 +118,15 @@ impl SignInThrottle {
             }
         }
         if retry_after > 0 {
-            return Err(retry_after);
+            Err(retry_after)
+        } else {
+            Ok(())
         }
-        for (key, _) in keys {
+    }
+
+    fn count(&self, windows: &mut HashMap<String, Window>, account: &str, ip: &str, now: i64) {
+        let window = self.limits.window_seconds.max(1);
+        for (key, _) in Self::keys(account, ip) {
             let entry = windows.entry(key).or_insert(Window {
                 started_at: now,
                 count: 0,
@@ -103,7 +139,6 @@ impl SignInThrottle {
             }
             entry.count += 1;
         }
-        Ok(())
     }
 
     /// A successful sign-in: the attempt it counted is forgiven.

@@ -21,9 +21,10 @@ pub const DEVICE_CODE_GRANT: &str = "urn:ietf:params:oauth:grant-type:device_cod
 
 /// Runs the token request `request` and returns the token response or why not.
 ///
-/// SEC-RL-03: a request that presents a client secret is counted per client_id and client IP
-/// before the secret is compared; past the limit it is refused with 429 without comparing,
-/// and a request whose client authenticated is forgiven.
+/// SEC-RL-03: a client whose secret failed too often (per client_id and client IP) is
+/// refused with 429 before its secret is compared; only failures are counted, so a busy
+/// client with many requests in flight is never throttled. (Parallel guesses can overshoot
+/// the limit by the number in flight; with 256-bit secrets this is defence in depth.)
 pub async fn exchange(
     state: &AppState,
     request: pb::ExchangeRequest,
@@ -39,7 +40,7 @@ pub async fn exchange(
         .map(|c| c.client_ip.clone())
         .unwrap_or_default();
     if let Some(holder) = &secret_holder
-        && let Err(retry_after) = state.client_throttle.attempt(holder, &ip, state.now())
+        && let Err(retry_after) = state.client_throttle.check(holder, &ip, state.now())
     {
         tracing::warn!(target: "audit", event = "client_authentication_throttled", client_ip = %ip, "too many failed client authentications");
         let mut failure = OAuthFailure::with(
@@ -50,12 +51,12 @@ pub async fn exchange(
         return Err(failure.into());
     }
     let result = dispatch(state, request).await;
-    let client_failed =
-        matches!(&result, Err(GrantError::OAuth(f)) if f.code == ErrorCode::InvalidClient);
     if let Some(holder) = &secret_holder
-        && !client_failed
+        && matches!(&result, Err(GrantError::OAuth(f)) if f.code == ErrorCode::InvalidClient)
     {
-        state.client_throttle.succeeded(holder, &ip);
+        state
+            .client_throttle
+            .record_failure(holder, &ip, state.now());
     }
     result
 }

@@ -664,19 +664,7 @@ async fn authorized_applications_are_listed_and_revoked(backend: Backend) {
     fields.push(("decision".into(), "approve".into()));
     let answer = browser.post("/oauth/authorize", &fields).await;
     let code = param(&client_params(&answer.location().unwrap()), "code").unwrap();
-    let tokens: Value = app
-        .token_basic(
-            &client,
-            &[
-                ("grant_type", "authorization_code"),
-                ("code", &code),
-                ("redirect_uri", REDIRECT),
-            ],
-        )
-        .await
-        .json()
-        .await
-        .unwrap();
+    let tokens = redeem(&app, &client, &code).await;
     let list = browser.get("/oauth/authorized_applications").await;
     assert_eq!(list.status, 200);
     assert!(list.body.contains("Test app") && list.body.contains("read_user"));
@@ -767,6 +755,22 @@ async fn sign_in(browser: &Browser, sign_in_location: &str, login: &str, passwor
     browser.post("/users/sign_in", &fields).await
 }
 
+/// Redeems `code` as the confidential `client` does (HTTP Basic); the token response.
+async fn redeem(app: &TestApp, client: &TestClient, code: &str) -> Value {
+    let response = app
+        .token_basic(
+            client,
+            &[
+                ("grant_type", "authorization_code"),
+                ("code", code),
+                ("redirect_uri", REDIRECT),
+            ],
+        )
+        .await;
+    assert_eq!(response.status(), 200);
+    response.json().await.unwrap()
+}
+
 /// Query parameters of a redirect to the client.
 fn client_params(location: &str) -> Vec<(String, String)> {
     assert!(location.starts_with(REDIRECT), "{location}");
@@ -832,18 +836,7 @@ async fn browser_signs_in_consents_and_the_client_gets_tokens(backend: Backend) 
     );
     let code = param(&params, "code").unwrap();
 
-    let response = app
-        .token_basic(
-            &client,
-            &[
-                ("grant_type", "authorization_code"),
-                ("code", &code),
-                ("redirect_uri", REDIRECT),
-            ],
-        )
-        .await;
-    assert_eq!(response.status(), 200);
-    let tokens: Value = response.json().await.unwrap();
+    let tokens = redeem(&app, &client, &code).await;
     assert_eq!(tokens["scope"], "read_user");
     assert_eq!(
         app.api_user(tokens["access_token"].as_str().unwrap())
@@ -968,19 +961,7 @@ async fn sec_sc_02_consent_is_bound_to_the_server_side_request(backend: Backend)
         "SEC-WP-04: a redirect after POST is never 307/308"
     );
     let code = param(&client_params(&answer.location().unwrap()), "code").unwrap();
-    let tokens: Value = app
-        .token_basic(
-            &client,
-            &[
-                ("grant_type", "authorization_code"),
-                ("code", &code),
-                ("redirect_uri", REDIRECT),
-            ],
-        )
-        .await
-        .json()
-        .await
-        .unwrap();
+    let tokens = redeem(&app, &client, &code).await;
     assert_eq!(tokens["scope"], "read_user");
 }
 

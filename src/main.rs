@@ -55,7 +55,7 @@ fn run(args: Cli) -> anyhow::Result<()> {
         .build()
         .context("could not start the async runtime")?;
     if let Some(command) = args.command {
-        telemetry::init("warn");
+        telemetry::init_for_cli("warn");
         return runtime.block_on(async {
             let state = open_state(config, Arc::new(SystemClock)).await?;
             cli::run(&state, command).await

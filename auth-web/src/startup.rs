@@ -71,6 +71,18 @@ impl AuthWebApp {
 
     /// `build` with an injected clock (tests).
     pub fn build_with_clock(config: Config, clock: SharedClock) -> anyhow::Result<Self> {
+        let listener = std::net::TcpListener::bind(&config.auth_web_addr)
+            .with_context(|| format!("could not listen on {}", config.auth_web_addr))?;
+        Self::build_on(listener, config, clock)
+    }
+
+    /// `build_with_clock` on a listener bound beforehand (tests that need the address in
+    /// the configuration, such as an issuer on a free port).
+    pub fn build_on(
+        listener: std::net::TcpListener,
+        config: Config,
+        clock: SharedClock,
+    ) -> anyhow::Result<Self> {
         let session_key = match &config.web.session_key {
             Some(secret) => session::parse_key(secret).map_err(anyhow::Error::msg)?,
             None => {
@@ -81,8 +93,6 @@ impl AuthWebApp {
                     .map_err(anyhow::Error::msg)?
             }
         };
-        let listener = std::net::TcpListener::bind(&config.auth_web_addr)
-            .with_context(|| format!("could not listen on {}", config.auth_web_addr))?;
         let addr = listener.local_addr()?;
         let workers = config
             .web

@@ -80,6 +80,15 @@ pub struct TokenConfig {
     /// How often each token-service re-reads the signing keys, so that `keys rotate`
     /// reaches running processes (0: only at start-up).
     pub key_reload_seconds: u64,
+    /// How long `keys rotate` publishes a new key before it signs, so that every replica
+    /// and every validator's cached key set know it first (SEC-JW-08). Defaults to two
+    /// reload intervals.
+    pub key_publish_ahead_seconds: i64,
+    /// How long `TokenValidation.Validate` trusts a token it checked before reading its row
+    /// again: the bound within which a revocation reaches every replica.
+    pub validation_cache_seconds: i64,
+    /// Most tokens `TokenValidation.Validate` keeps in memory.
+    pub validation_cache_entries: usize,
 }
 
 /// Argon2id parameters (OWASP: m=19456 KiB, t=2, p=1) and the size of the hashing pool.
@@ -176,6 +185,9 @@ impl Default for TokenConfig {
             access_token_audience: None,
             authorization_code_ttl_seconds: 600,
             key_reload_seconds: 5,
+            key_publish_ahead_seconds: 10,
+            validation_cache_seconds: 5,
+            validation_cache_entries: 50_000,
         }
     }
 }

@@ -14,3 +14,15 @@ pub fn init(default_filter: &str) {
         .with_target(false)
         .try_init();
 }
+
+/// `init` for operator commands: logs go to standard error, so that standard output is
+/// only the command's answer (`--json` stays parseable even when an audit event is logged).
+pub fn init_for_cli(default_filter: &str) {
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_filter));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_target(false)
+        .with_writer(std::io::stderr)
+        .try_init();
+}

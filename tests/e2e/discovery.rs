@@ -1,5 +1,6 @@
 //! Published metadata: the JWK Set that access tokens verify against with a standard JWT
-//! library, and the RFC 8414 document (snapshot).
+//! library (and its shape, as a snapshot), and the RFC 8414 / OpenID Connect discovery
+//! document (snapshot).
 
 use doorward_tests::{Backend, TestApp, both_backends};
 use jsonwebtoken::jwk::JwkSet;
@@ -10,7 +11,43 @@ both_backends!(
     access_tokens_verify_against_the_published_jwks,
     key_rotation_reaches_running_services_and_old_tokens_stay_valid,
     authorization_server_metadata_is_built_from_the_configuration,
+    jwks_shape,
 );
+
+/// The shape of the key set: per key, its members and the values that are not key material
+/// (the key material and `kid` are random per database).
+async fn jwks_shape(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let jwks: Value = app
+        .http
+        .get(app.url("/oauth/discovery/keys"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let mut shape: Vec<Value> = jwks["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|key| {
+            let object = key.as_object().unwrap();
+            let mut members: Vec<&String> = object.keys().collect();
+            members.sort();
+            serde_json::json!({
+                "members": members,
+                "kty": key["kty"],
+                "alg": key["alg"],
+                "use": key["use"],
+                "crv": key.get("crv"),
+                "e": key.get("e"),
+            })
+        })
+        .collect();
+    shape.sort_by_key(|k| k["kty"].to_string());
+    insta::assert_json_snapshot!("jwks_shape", shape);
+}
 
 async fn access_tokens_verify_against_the_published_jwks(backend: Backend) {
     let app = TestApp::spawn(backend).await;
@@ -106,10 +143,16 @@ async fn key_rotation_reaches_running_services_and_old_tokens_stay_valid(backend
     let new_key = app
         .state
         .db(move |conn| {
-            Ok::<_, token_service::error::ServiceError>(token_service::keys::rotate(conn, now)?)
+            Ok::<_, token_service::error::ServiceError>(token_service::keys::rotate(
+                conn,
+                &token_service::keys::PURPOSES,
+                0,
+                now,
+            )?)
         })
         .await
-        .unwrap();
+        .unwrap()
+        .remove(0);
     // The running service picks the new key up within its reload interval (1 s here).
     let mut new_token = String::new();
     for _ in 0..50 {

@@ -82,6 +82,9 @@ pub struct TestClient {
     pub secret: String,
 }
 
+/// Set as `public_url` in `spawn_with`: the issuer becomes auth-web's bound address.
+pub const ISSUER_ON_BOUND_PORT: &str = "http://127.0.0.1:0";
+
 /// Both services running on free ports.
 pub struct TestApp {
     /// `http://127.0.0.1:PORT` of auth-web.
@@ -168,7 +171,15 @@ impl TestApp {
         config.database.pool_size = Some(8);
         // Rotated keys reach the running service within a second.
         config.tokens.key_reload_seconds = 1;
+        // New keys sign at once unless a test asks for a publication lead (SEC-JW-08).
+        config.tokens.key_publish_ahead_seconds = 0;
         adjust(&mut config);
+        // A test that asks for `public_url = ISSUER_ON_BOUND_PORT` gets the address auth-web
+        // listens on as its issuer (OpenID Connect discovery fetches from the issuer).
+        let web_listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        if config.public_url == ISSUER_ON_BOUND_PORT {
+            config.public_url = format!("http://{}", web_listener.local_addr().unwrap());
+        }
 
         let clock = ManualClock::new();
         let token_service = TokenServiceApp::build(config.clone(), Arc::new(clock.clone()))
@@ -183,8 +194,9 @@ impl TestApp {
 
         let mut web_config = config.clone();
         web_config.token_service_url = format!("http://{grpc_addr}");
-        let auth_web = auth_web::AuthWebApp::build_with_clock(web_config, Arc::new(clock.clone()))
-            .expect("auth-web starts");
+        let auth_web =
+            auth_web::AuthWebApp::build_on(web_listener, web_config, Arc::new(clock.clone()))
+                .expect("auth-web starts");
         let base = format!("http://{}", auth_web.local_addr());
         let web_handle = auth_web.handle();
         tokio::spawn(auth_web.run());

@@ -27,7 +27,7 @@ pub enum Command {
     /// Manage applications (OAuth clients).
     #[command(subcommand)]
     Apps(AppsCommand),
-    /// Inspect signing keys.
+    /// Inspect, rotate and revoke signing keys.
     #[command(subcommand)]
     Keys(KeysCommand),
     /// Apply pending database migrations and exit.
@@ -135,10 +135,27 @@ pub enum AppsCommand {
 pub enum KeysCommand {
     /// List signing keys with their state.
     List(JsonFlag),
-    /// Add a new signing key that signs from now on; running token services pick it up
-    /// within `tokens.key_reload_seconds`, and the old key stays published until the tokens
-    /// it signed have expired.
-    Rotate(JsonFlag),
+    /// Add a new signing key for access tokens and one for id_tokens: published at once,
+    /// signing after `tokens.key_publish_ahead_seconds`; the old keys stay published until
+    /// the tokens they signed have expired. Running token services pick the change up
+    /// within `tokens.key_reload_seconds`.
+    Rotate {
+        /// Rotate only the keys of this purpose.
+        #[arg(long, value_parser = ["access_token", "id_token"])]
+        purpose: Option<String>,
+        /// Print machine-readable JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Revoke a compromised key: it leaves the key set and every token it signed fails
+    /// (within `tokens.key_reload_seconds`); a new key replaces it if it was signing.
+    Revoke {
+        /// The key's `kid`.
+        kid: String,
+        /// Print machine-readable JSON.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 fn app_json(app: &ApplicationRow) -> serde_json::Value {
@@ -250,39 +267,72 @@ pub async fn run(state: &AppState, command: Command) -> anyhow::Result<()> {
             }
         }
         Command::Apps(command) => run_apps(state, command).await?,
-        Command::Keys(KeysCommand::Rotate(flag)) => {
+        Command::Keys(KeysCommand::Rotate { purpose, json }) => {
             let now = state.now();
-            let row = state
-                .db(move |conn| Ok::<_, ServiceError>(crate::keys::rotate(conn, now)?))
+            let ahead = state.keys.times().publish_ahead;
+            let purposes: Vec<&'static str> = crate::keys::PURPOSES
+                .into_iter()
+                .filter(|p| purpose.as_deref().is_none_or(|wanted| wanted == *p))
+                .collect();
+            let rows = state
+                .db(move |conn| {
+                    Ok::<_, ServiceError>(crate::keys::rotate(conn, &purposes, ahead, now)?)
+                })
                 .await?;
-            if flag.json {
-                println!("{}", json!({"kid": row.kid, "algorithm": row.algorithm}));
+            if json {
+                let keys: Vec<_> = rows
+                    .iter()
+                    .map(|k| json!({"kid": k.kid, "algorithm": k.algorithm, "purpose": k.purpose, "signs_from": now + ahead}))
+                    .collect();
+                println!("{}", json!({"keys": keys}));
             } else {
-                println!("New signing key {} signs from now on.", row.kid);
+                for k in rows {
+                    println!(
+                        "New {} key {} ({}) is published and signs in {ahead} s.",
+                        k.purpose, k.kid, k.algorithm
+                    );
+                }
+            }
+        }
+        Command::Keys(KeysCommand::Revoke { kid, json }) => {
+            let now = state.now();
+            let revoked = kid.clone();
+            let replacement = state
+                .db(move |conn| Ok::<_, ServiceError>(crate::keys::revoke(conn, &revoked, now)?))
+                .await?;
+            if json {
+                println!(
+                    "{}",
+                    json!({"revoked": kid, "replacement": replacement.as_ref().map(|k| &k.kid)})
+                );
+            } else {
+                println!("Key {kid} is revoked.");
+                if let Some(k) = replacement {
+                    println!("New {} key {} signs from now on.", k.purpose, k.kid);
+                }
             }
         }
         Command::Keys(KeysCommand::List(flag)) => {
+            let now = state.now();
+            let times = state.keys.times();
             let keys = state
                 .db(|conn| Ok::<_, ServiceError>(db::signing_keys::list(conn)?))
                 .await?;
+            let states = crate::keys::key_states(&keys, now, times);
             if flag.json {
                 let list: Vec<_> = keys
                     .iter()
-                    .map(|k| {
+                    .zip(&states)
+                    .map(|(k, s)| {
                         json!({"kid": k.kid, "algorithm": k.algorithm, "purpose": k.purpose,
                                "created_at": k.created_at, "retired_at": k.retired_at,
-                               "state": if k.retired_at.is_some() { "retired" } else { "active" }})
+                               "revoked_at": k.revoked_at, "state": s.as_str()})
                     })
                     .collect();
                 println!("{}", json!(list));
             } else {
-                for k in keys {
-                    let state = if k.retired_at.is_some() {
-                        "retired"
-                    } else {
-                        "active"
-                    };
-                    println!("{}  {}  {}  {}", k.kid, k.algorithm, k.purpose, state);
+                for (k, s) in keys.iter().zip(&states) {
+                    println!("{}  {}  {}  {}", k.kid, k.algorithm, k.purpose, s.as_str());
                 }
             }
         }

@@ -9,7 +9,7 @@ use doorward_shared::secret::{random_id, random_token};
 use crate::db::models::{AccessTokenRow, ApplicationRow, UserRow};
 use crate::db::{self, DbConnection};
 use crate::error::ServiceError;
-use crate::keys::AccessClaims;
+use crate::keys::{self, AccessClaims, IdTokenClaims};
 use crate::state::AppState;
 
 /// Whether and how a refresh token comes with the access token.
@@ -53,6 +53,7 @@ pub fn claims_for(state: &AppState, row: &AccessTokenRow, client_uid: &str) -> A
         jti: row.jti.clone(),
         client_id: client_uid.to_owned(),
         scope: row.scopes.clone(),
+        nbf: None,
     }
 }
 
@@ -88,6 +89,11 @@ pub struct Issue<'a> {
     pub scopes: &'a ScopeSet,
     /// The authorization code the token descends from (revoked with it on code replay).
     pub grant_id: Option<i64>,
+    /// OpenID Connect: the `nonce` of the authorization request (or of the password grant),
+    /// echoed in the id_token.
+    pub nonce: Option<&'a str>,
+    /// OpenID Connect: when the user authenticated.
+    pub auth_time: Option<i64>,
 }
 
 /// Stores and signs a new token.
@@ -103,6 +109,8 @@ pub fn mint(
         user,
         scopes,
         grant_id,
+        nonce,
+        auth_time,
     } = *issue;
     let ttl = state.config.tokens.access_token_ttl_seconds;
     let (jti, refresh_token, family, refresh_scopes) = match refresh {
@@ -143,5 +151,42 @@ pub fn mint(
         refresh_scopes,
     };
     db::tokens::insert(conn, &row)?;
-    token_set(state, &row, &app.uid, refresh_token.as_ref(), now)
+    let set = token_set(state, &row, &app.uid, refresh_token.as_ref(), now)?;
+    with_id_token(state, set, &app.uid, user, nonce, auth_time, now)
+}
+
+/// Adds an id_token (OpenID Connect Core §3.1.3.3) when the token is a user's and its
+/// scopes include `openid`: RS256, 120 seconds, `at_hash` of the access token, `nonce`
+/// exactly as the client sent it, and the e-mail claims when the `email` scope allows.
+pub fn with_id_token(
+    state: &AppState,
+    mut set: pb::TokenSet,
+    client_uid: &str,
+    user: Option<&UserRow>,
+    nonce: Option<&str>,
+    auth_time: Option<i64>,
+    now: i64,
+) -> Result<pb::TokenSet, ServiceError> {
+    let Some(user) = user else {
+        return Ok(set);
+    };
+    let scopes: Vec<&str> = set.scope.split(' ').collect();
+    if !scopes.contains(&"openid") {
+        return Ok(set);
+    }
+    let email = scopes.contains(&"email");
+    let claims = IdTokenClaims {
+        iss: state.keys.issuer().to_owned(),
+        sub: user.id.to_string(),
+        aud: client_uid.to_owned(),
+        exp: now + keys::ID_TOKEN_TTL_SECONDS,
+        iat: now,
+        auth_time,
+        nonce: nonce.map(str::to_owned),
+        at_hash: Some(keys::at_hash(&set.access_token)),
+        email: email.then(|| user.email.clone()),
+        email_verified: email.then_some(true),
+    };
+    set.id_token = Some(state.keys.sign_id_token(&claims)?);
+    Ok(set)
 }

@@ -21,6 +21,7 @@ pub mod redirect_uri;
 pub mod startup;
 pub mod state;
 pub mod throttle;
+pub mod validation;
 
 pub use startup::{TokenServiceApp, open_state};
 pub use state::AppState;

@@ -37,6 +37,7 @@ fn find(
     conn: &mut DbConnection,
     token: &str,
     hint: Option<&str>,
+    now: i64,
 ) -> Result<Option<Presented>, ServiceError> {
     if token.is_empty() || token.len() > MAX_TOKEN_LEN {
         return Ok(None);
@@ -48,8 +49,12 @@ fn find(
         )
     };
     let as_access = |conn: &mut DbConnection| -> Result<Option<Presented>, ServiceError> {
-        match state.keys.verify_access_token_signature(token) {
-            Ok(claims) => Ok(db::tokens::find(conn, &claims.jti)?.map(Presented::Access)),
+        match state.keys.verify_access_token_signature(token, now) {
+            // The token must be the stored one: a signed token whose `exp` or `iat` differ
+            // from its row's (only our key could make one) is not taken for it (SEC-JW-05).
+            Ok(claims) => Ok(db::tokens::find(conn, &claims.jti)?
+                .filter(|row| row.expires_at == claims.exp && row.created_at == claims.iat)
+                .map(Presented::Access)),
             Err(_) => Ok(None),
         }
     };
@@ -103,6 +108,7 @@ pub fn revoke(
             conn,
             &request.token,
             request.token_type_hint.as_deref(),
+            now,
         )?
         else {
             return Ok(Ok(()));
@@ -178,6 +184,7 @@ pub fn introspect(
         conn,
         &request.token,
         request.token_type_hint.as_deref(),
+        now,
     )?
     else {
         return Ok(Ok(inactive()));

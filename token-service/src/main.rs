@@ -47,7 +47,7 @@ async fn run(args: Cli) -> anyhow::Result<()> {
     let config = Config::load(args.config.as_deref())?;
     match args.command {
         Some(command) => {
-            telemetry::init("warn");
+            telemetry::init_for_cli("warn");
             let state = open_state(config, Arc::new(SystemClock)).await?;
             cli::run(&state, command).await
         }

@@ -22,11 +22,13 @@ use crate::grpc::applications::ApplicationsImpl;
 use crate::grpc::authorizations::AuthorizationsImpl;
 use crate::grpc::pending::Pending;
 use crate::grpc::token_service::TokenServiceImpl;
+use crate::grpc::token_validation::{CallerCache, TokenValidationImpl};
 use crate::grpc::users::UsersImpl;
 use crate::keys::KeyRing;
 use crate::passwords::PasswordHasher;
 use crate::state::AppState;
 use crate::throttle::SignInThrottle;
+use crate::validation::ValidationCache;
 
 /// Largest gRPC message accepted (SEC-DS-05): token requests are small.
 const MAX_MESSAGE_BYTES: usize = 256 * 1024;
@@ -40,13 +42,12 @@ pub async fn open_state(config: Config, clock: SharedClock) -> anyhow::Result<Ap
     let url = config.database_url.clone();
     let issuer = config.issuer().to_owned();
     let audience = config.access_token_audience().to_owned();
-    // A retired key stays trusted until the last token it signed has expired.
-    let published_for = config.tokens.access_token_ttl_seconds + 300;
+    let times = crate::keys::KeyTimes::from_config(&config);
     let now = clock.now();
     let (pool, keys, refresh_key) = tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
         let pool = db::connect_and_migrate(&url, pool_size, timeout)?;
         let mut conn = pool.get().context("could not get a database connection")?;
-        let keys = KeyRing::load_or_create(&mut conn, &issuer, &audience, published_for, now)?;
+        let keys = KeyRing::load_or_create(&mut conn, &issuer, &audience, times, now)?;
         let refresh_key = db::secrets::get_or_create(
             &mut conn,
             "refresh_successor_key",
@@ -63,6 +64,8 @@ pub async fn open_state(config: Config, clock: SharedClock) -> anyhow::Result<Ap
         throttle: Arc::new(SignInThrottle::new(config.sign_in_limits.clone())),
         client_throttle: Arc::new(SignInThrottle::new((&config.client_auth_limits).into())),
         refresh_derivation_key: Arc::new(refresh_key),
+        validation_cache: Arc::new(ValidationCache::new(config.tokens.validation_cache_entries)),
+        caller_cache: Arc::new(CallerCache::default()),
         config,
         clock,
     })
@@ -166,10 +169,15 @@ impl TokenServiceApp {
                 pb::applications_server::ApplicationsServer<ApplicationsImpl>,
                 ApplicationsImpl::new(state.clone())
             ))
-            .add_service(guarded!(
-                pb::token_validation_server::TokenValidationServer<Pending>,
-                Pending
-            ))
+            // Resource servers authenticate with their application's credentials, not the
+            // internal service token (see `grpc::token_validation`).
+            .add_service(
+                pb::token_validation_server::TokenValidationServer::new(TokenValidationImpl::new(
+                    state.clone(),
+                ))
+                .max_decoding_message_size(MAX_MESSAGE_BYTES)
+                .max_encoding_message_size(MAX_MESSAGE_BYTES),
+            )
             .add_service(guarded!(
                 pb::authorizations_server::AuthorizationsServer<AuthorizationsImpl>,
                 AuthorizationsImpl::new(state.clone())

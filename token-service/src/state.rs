@@ -11,6 +11,7 @@ use crate::error::ServiceError;
 use crate::keys::KeyRing;
 use crate::passwords::PasswordHasher;
 use crate::throttle::SignInThrottle;
+use crate::validation::ValidationCache;
 
 /// Shared state of the token service.
 #[derive(Clone)]
@@ -31,6 +32,10 @@ pub struct AppState {
     pub client_throttle: Arc<SignInThrottle>,
     /// Key that derives a rotated refresh token's successor (see `grants::refresh_token`).
     pub refresh_derivation_key: Arc<Vec<u8>>,
+    /// Tokens `TokenValidation.Validate` checked recently (see `validation`).
+    pub validation_cache: Arc<ValidationCache>,
+    /// Resource servers that authenticated recently (see `grpc::token_validation`).
+    pub caller_cache: Arc<crate::grpc::token_validation::CallerCache>,
 }
 
 impl AppState {

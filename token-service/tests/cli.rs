@@ -12,6 +12,7 @@ use serde_json::Value;
 
 struct Cli {
     dir: std::path::PathBuf,
+    database_url: String,
 }
 
 impl Cli {
@@ -22,16 +23,21 @@ impl Cli {
             rand_suffix()
         ));
         std::fs::create_dir_all(&dir).unwrap();
-        Self { dir }
+        let database_url = format!("sqlite://{}", dir.join("cli.db").display());
+        Self { dir, database_url }
+    }
+
+    /// The CLI on another database.
+    fn on(database_url: &str) -> Self {
+        let mut cli = Self::new();
+        cli.database_url = database_url.to_owned();
+        cli
     }
 
     fn run(&self, args: &[&str], stdin: Option<&str>) -> Output {
         let mut child = Command::new(env!("CARGO_BIN_EXE_token-service"))
             .args(args)
-            .env(
-                "DATABASE_URL",
-                format!("sqlite://{}", self.dir.join("cli.db").display()),
-            )
+            .env("DATABASE_URL", &self.database_url)
             .env_remove("RUST_LOG")
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
@@ -196,16 +202,80 @@ fn users_and_apps_round_trip_through_the_cli() {
     );
     assert_ne!(rotated["secret"], secret.as_str());
 
+    // One Ed25519 key for access tokens and one RSA key for id_tokens, both signing.
     let keys = cli.json(&["keys", "list", "--json"], None);
-    assert_eq!(keys[0]["algorithm"], "EdDSA");
-    assert_eq!(keys[0]["state"], "active");
-    let rotated = cli.json(&["keys", "rotate", "--json"], None);
-    let keys = cli.json(&["keys", "list", "--json"], None);
-    assert_eq!(keys.as_array().unwrap().len(), 2);
-    assert_eq!(keys[0]["kid"], rotated["kid"]);
+    let summary = |keys: &serde_json::Value| -> Vec<(String, String, String)> {
+        let mut rows: Vec<_> = keys
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|k| {
+                (
+                    k["purpose"].as_str().unwrap().to_owned(),
+                    k["algorithm"].as_str().unwrap().to_owned(),
+                    k["state"].as_str().unwrap().to_owned(),
+                )
+            })
+            .collect();
+        rows.sort();
+        rows
+    };
+    let row = |p: &str, a: &str, s: &str| (p.to_owned(), a.to_owned(), s.to_owned());
     assert_eq!(
-        (keys[0]["state"].as_str(), keys[1]["state"].as_str()),
-        (Some("active"), Some("retired"))
+        summary(&keys),
+        [
+            row("access_token", "EdDSA", "signing"),
+            row("id_token", "RS256", "signing")
+        ]
+    );
+    // Rotation publishes the new keys first; the old ones sign for the publication lead.
+    let rotated = cli.json(
+        &["keys", "rotate", "--purpose", "access_token", "--json"],
+        None,
+    );
+    let new_kid = rotated["keys"][0]["kid"].as_str().unwrap().to_owned();
+    assert_eq!(rotated["keys"].as_array().unwrap().len(), 1);
+    let keys = cli.json(&["keys", "list", "--json"], None);
+    assert_eq!(
+        summary(&keys),
+        [
+            row("access_token", "EdDSA", "published"),
+            row("access_token", "EdDSA", "signing"),
+            row("id_token", "RS256", "signing")
+        ]
+    );
+    let published = keys
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|k| k["state"] == "published")
+        .unwrap();
+    assert_eq!(
+        published["kid"],
+        new_kid.as_str(),
+        "the new key is published first"
+    );
+    // A compromised key is revoked at once; the published key takes over.
+    let old_kid = keys
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|k| k["state"] == "signing" && k["purpose"] == "access_token")
+        .unwrap()["kid"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let revoked = cli.json(&["keys", "revoke", &old_kid, "--json"], None);
+    assert_eq!(revoked["revoked"], old_kid.as_str());
+    assert_eq!(revoked["replacement"], serde_json::Value::Null);
+    let keys = cli.json(&["keys", "list", "--json"], None);
+    assert_eq!(
+        summary(&keys),
+        [
+            row("access_token", "EdDSA", "revoked"),
+            row("access_token", "EdDSA", "signing"),
+            row("id_token", "RS256", "signing")
+        ]
     );
 
     assert_eq!(
@@ -340,4 +410,189 @@ fn a_bad_database_url_is_a_clear_error() {
         stderr.contains("DATABASE_URL must start with sqlite:// or postgres://"),
         "{stderr}"
     );
+}
+
+/// A `token-service` process serving gRPC on `addr`; killed when dropped.
+struct Replica(std::process::Child);
+
+impl Replica {
+    fn start(database_url: &str, addr: &str, cache_seconds: u32) -> Self {
+        let child = Command::new(env!("CARGO_BIN_EXE_token-service"))
+            .env("DATABASE_URL", database_url)
+            .env("TOKEN_SERVICE_ADDR", addr)
+            .env(
+                "DOORWARD_TOKENS__VALIDATION_CACHE_SECONDS",
+                cache_seconds.to_string(),
+            )
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        Self(child)
+    }
+}
+
+impl Drop for Replica {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn free_addr() -> String {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.local_addr().unwrap().to_string()
+}
+
+async fn connect(addr: &str) -> tonic::transport::Channel {
+    for _ in 0..300 {
+        if let Ok(channel) = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
+            .unwrap()
+            .connect()
+            .await
+        {
+            return channel;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    panic!("token-service on {addr} did not start");
+}
+
+/// Two token-service processes on one PostgreSQL database, as replicas run: a token
+/// revoked through one is refused by the other's `TokenValidation` within
+/// `tokens.validation_cache_seconds` (the documented bound), though the other had it
+/// cached as valid.
+#[tokio::test]
+async fn a_revocation_on_one_replica_reaches_the_other_within_the_cache_bound() {
+    use doorward_proto::v1 as pb;
+    let Some(admin_url) = std::env::var("TEST_POSTGRES_URL")
+        .ok()
+        .filter(|u| !u.is_empty())
+    else {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "TEST_POSTGRES_URL must be set under CI"
+        );
+        eprintln!("skipped: TEST_POSTGRES_URL is not set, so the two-replica test did not run");
+        return;
+    };
+    let mut url = url::Url::parse(&admin_url).unwrap();
+    let database = format!("doorward_replicas_{}", rand_suffix());
+    url.set_path(&database);
+    let database_url = url.to_string();
+    // The CLI creates the database, migrates it, and registers two applications.
+    let cli = Cli::on(&database_url);
+    let app = cli.json(
+        &[
+            "apps",
+            "create",
+            "--name",
+            "Machine",
+            "--redirect-uri",
+            "https://machine.example/cb",
+            "--json",
+        ],
+        None,
+    );
+    let rs = cli.json(
+        &[
+            "apps",
+            "create",
+            "--name",
+            "API",
+            "--redirect-uri",
+            "https://api.example/cb",
+            "--json",
+        ],
+        None,
+    );
+    let credentials = |v: &Value| pb::ClientAuthentication {
+        client_id: v["uid"].as_str().unwrap().into(),
+        client_secret: Some(v["secret"].as_str().unwrap().into()),
+        ..Default::default()
+    };
+    let bound = 2u32;
+    let (addr_a, addr_b) = (free_addr(), free_addr());
+    let _a = Replica::start(&database_url, &addr_a, bound);
+    let _b = Replica::start(&database_url, &addr_b, bound);
+    let mut tokens_a = pb::token_service_client::TokenServiceClient::new(connect(&addr_a).await);
+    let mut validation_b =
+        pb::token_validation_client::TokenValidationClient::new(connect(&addr_b).await);
+
+    let exchanged = tokens_a
+        .exchange(pb::ExchangeRequest {
+            grant_type: "client_credentials".into(),
+            client: Some(credentials(&app)),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let Some(pb::exchange_response::Result::Tokens(set)) = exchanged.result else {
+        panic!("no tokens: {exchanged:?}");
+    };
+    let pair = format!(
+        "{}:{}",
+        rs["uid"].as_str().unwrap(),
+        rs["secret"].as_str().unwrap()
+    );
+    let basic = format!(
+        "Basic {}",
+        base64::Engine::encode(&base64::engine::general_purpose::STANDARD, pair)
+    );
+    let validate = |token: String| {
+        let mut request = tonic::Request::new(pb::ValidateRequest {
+            token,
+            required_scopes: vec![],
+        });
+        request
+            .metadata_mut()
+            .insert("authorization", basic.parse().unwrap());
+        request
+    };
+    let answer = validation_b
+        .validate(validate(set.access_token.clone()))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(answer.active, "replica B validates replica A's token");
+
+    let revoked = tokens_a
+        .revoke(pb::RevokeRequest {
+            client: Some(credentials(&app)),
+            token: set.access_token.clone(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(matches!(
+        revoked.result,
+        Some(pb::revoke_response::Result::Revoked(_))
+    ));
+    let revoked_at = std::time::Instant::now();
+    let seen_after = loop {
+        let answer = validation_b
+            .validate(validate(set.access_token.clone()))
+            .await
+            .unwrap()
+            .into_inner();
+        if !answer.active {
+            assert_eq!(answer.inactive_reason, "revoked");
+            break revoked_at.elapsed();
+        }
+        assert!(
+            revoked_at.elapsed() < std::time::Duration::from_secs(u64::from(bound) + 2),
+            "replica B still accepts the token after the bound"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
+    eprintln!("replica B saw the revocation after {seen_after:?} (bound {bound} s)");
+    drop((_a, _b));
+    use diesel::{Connection, RunQueryDsl};
+    let mut admin = diesel::PgConnection::establish(&admin_url).unwrap();
+    diesel::sql_query(format!("DROP DATABASE IF EXISTS {database} WITH (FORCE)"))
+        .execute(&mut admin)
+        .unwrap();
 }

@@ -50,6 +50,14 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         "/.well-known/oauth-authorization-server",
         web::get().to(discovery::oauth_metadata),
     )
+    .route(
+        "/.well-known/openid-configuration",
+        web::get().to(discovery::oauth_metadata),
+    )
+    .route(
+        "/.well-known/webfinger",
+        web::get().to(discovery::webfinger),
+    )
     .route("/-/health", web::get().to(health::health))
     .route("/assets/doorward.css", web::get().to(assets::stylesheet))
     .route("/", web::get().to(sign_in::home))

@@ -119,6 +119,7 @@ pub struct SigningKeyRow {
     pub public_jwk: String,
     pub created_at: i64,
     pub retired_at: Option<i64>,
+    pub revoked_at: Option<i64>,
 }
 
 /// An authorization code (stored as its SHA-256) and everything it is bound to.

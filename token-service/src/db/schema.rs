@@ -99,6 +99,7 @@ diesel::table! {
         public_jwk -> Text,
         created_at -> BigInt,
         retired_at -> Nullable<BigInt>,
+        revoked_at -> Nullable<BigInt>,
     }
 }
 

@@ -30,15 +30,22 @@ pub fn insert(conn: &mut DbConnection, row: &SigningKeyRow) -> QueryResult<()> {
     Ok(())
 }
 
-/// Retires every live key of `purpose` (they stop signing; see `keys::rotate`).
-pub fn retire_live(conn: &mut DbConnection, purpose: &str, now: i64) -> QueryResult<usize> {
+/// Retires every live key of `purpose`: they stop signing at `at` (see `keys::rotate`).
+pub fn retire_live(conn: &mut DbConnection, purpose: &str, at: i64) -> QueryResult<usize> {
     diesel::update(
         signing_keys::table
             .filter(signing_keys::purpose.eq(purpose))
             .filter(signing_keys::retired_at.is_null()),
     )
-    .set(signing_keys::retired_at.eq(now))
+    .set(signing_keys::retired_at.eq(at))
     .execute(conn)
+}
+
+/// Marks a key compromised (see `keys::revoke`).
+pub fn revoke(conn: &mut DbConnection, kid: &str, now: i64) -> QueryResult<usize> {
+    diesel::update(signing_keys::table.find(kid))
+        .set(signing_keys::revoked_at.eq(now))
+        .execute(conn)
 }
 
 /// Serialises first-start key generation between replicas. SQLite's `BEGIN IMMEDIATE`

@@ -80,3 +80,15 @@ pub fn set_state(conn: &mut DbConnection, id: i64, state: &str, now: i64) -> Que
         .set((users::state.eq(state), users::updated_at.eq(now)))
         .execute(conn)
 }
+
+/// Devise's trackable fields: a web sign-in moves `current_sign_in_at` to
+/// `last_sign_in_at` and sets it to `now` (`auth_time` of later id_tokens, GitLab's
+/// `current_sign_in_at` on `/api/v4/user`).
+pub fn record_sign_in(conn: &mut DbConnection, id: i64, now: i64) -> QueryResult<usize> {
+    diesel::update(users::table.find(id))
+        .set((
+            users::last_sign_in_at.eq(users::current_sign_in_at),
+            users::current_sign_in_at.eq(now),
+        ))
+        .execute(conn)
+}

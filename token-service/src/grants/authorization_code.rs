@@ -121,6 +121,8 @@ fn redeem(
         user: Some(&user),
         scopes: &scopes,
         grant_id: Some(grant.id),
+        nonce: grant.nonce.as_deref(),
+        auth_time: grant.auth_time,
     };
     Ok(Ok(issuance::mint(
         state,

@@ -24,6 +24,8 @@ pub async fn exchange(
                 user: None,
                 scopes: &scopes,
                 grant_id: None,
+                nonce: None,
+                auth_time: None,
             };
             Ok(issuance::mint(
                 &state2,

@@ -34,6 +34,7 @@ pub async fn exchange(
     );
     let scopes = super::resolve_scopes(request.scope.as_deref(), &app)?;
     let client_ip = request.context.map(|c| c.client_ip).unwrap_or_default();
+    let nonce = request.nonce.filter(|n| !n.is_empty());
     let user = accounts::authenticate_password(state, &username, &password, &client_ip).await?;
 
     let state2 = state.clone();
@@ -49,6 +50,9 @@ pub async fn exchange(
                             user: Some(&current),
                             scopes: &scopes,
                             grant_id: None,
+                            nonce: nonce.as_deref(),
+                            // The password was checked just now.
+                            auth_time: Some(now),
                         };
                         Ok(issuance::mint(
                             &state2,

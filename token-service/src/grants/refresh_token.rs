@@ -145,6 +145,9 @@ fn rotate(
                 user: user.as_ref(),
                 scopes: &scopes,
                 grant_id: row.grant_id,
+                // OpenID Connect Core §12.2: no nonce on refresh; the user's last sign-in.
+                nonce: None,
+                auth_time: user.as_ref().and_then(|u| u.current_sign_in_at),
             };
             let set = issuance::mint(
                 state,
@@ -216,11 +219,19 @@ fn grace_retry(
     }
     let refresh_token =
         derive_successor_refresh_token(&state.refresh_derivation_key, presented.expose());
-    Ok(Some(issuance::token_set(
+    let set = issuance::token_set(state, &successor, &app.uid, Some(&refresh_token), now)?;
+    let user = match successor.user_id {
+        Some(id) => db::users::find(conn, id)?,
+        None => None,
+    };
+    let auth_time = user.as_ref().and_then(|u| u.current_sign_in_at);
+    Ok(Some(issuance::with_id_token(
         state,
-        &successor,
+        set,
         &app.uid,
-        Some(&refresh_token),
+        user.as_ref(),
+        None,
+        auth_time,
         now,
     )?))
 }

@@ -6,6 +6,7 @@ pub mod authorizations;
 pub mod convert;
 pub mod pending;
 pub mod token_service;
+pub mod token_validation;
 pub mod users;
 
 use tonic::{Request, Status};

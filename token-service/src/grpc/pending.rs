@@ -1,5 +1,5 @@
-//! Services of the contract whose behaviour arrives with later work (resource-server
-//! validation, the device grant). They answer
+//! Services of the contract whose behaviour arrives with later work (the device grant).
+//! They answer
 //! `UNIMPLEMENTED`, the gRPC status for exactly this, so a caller learns it at once.
 
 use doorward_proto::v1 as pb;
@@ -13,16 +13,6 @@ fn not_yet(what: &str) -> Status {
     Status::unimplemented(format!(
         "{what} is not served by this version of token-service"
     ))
-}
-
-#[tonic::async_trait]
-impl pb::token_validation_server::TokenValidation for Pending {
-    async fn validate(
-        &self,
-        _: Request<pb::ValidateRequest>,
-    ) -> Result<Response<pb::ValidateResponse>, Status> {
-        Err(not_yet("TokenValidation.Validate"))
-    }
 }
 
 #[tonic::async_trait]

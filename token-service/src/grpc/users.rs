@@ -76,7 +76,18 @@ impl pb::users_server::Users for UsersImpl {
         )
         .await
         {
-            Ok(user) => pb::authenticate_password_response::Result::User(convert::user(&user)),
+            Ok(mut user) => {
+                let now = self.state.now();
+                let id = user.id;
+                self.state
+                    .db(move |conn| {
+                        Ok::<_, ServiceError>(db::users::record_sign_in(conn, id, now)?)
+                    })
+                    .await?;
+                user.last_sign_in_at = user.current_sign_in_at;
+                user.current_sign_in_at = Some(now);
+                pb::authenticate_password_response::Result::User(convert::user(&user))
+            }
             Err(GrantError::OAuth(f)) => {
                 pb::authenticate_password_response::Result::Error(f.to_proto())
             }

@@ -1,0 +1,194 @@
+//! `TokenValidation`: resource servers validate access tokens over gRPC.
+//!
+//! The caller authenticates as a confidential application: metadata
+//! `authorization: Basic base64(client_id:client_secret)` (each half form-urlencoded as in
+//! HTTP Basic, RFC 6749 §2.3.1; Doorward's ids and secrets need no encoding). The internal
+//! service token (`Bearer <SERVICE_TOKEN>`) is accepted too, for Doorward's own services. A
+//! missing or wrong credential is `UNAUTHENTICATED`, never an answer; failures count in the
+//! client-authentication throttle (SEC-RL-03). A successful caller is remembered for
+//! `tokens.validation_cache_seconds`, like the tokens it validates, so the hot path reads no
+//! database.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Mutex;
+
+use base64::Engine;
+use doorward_proto::v1 as pb;
+use doorward_shared::secret::{constant_time_eq, sha256};
+use tonic::metadata::MetadataMap;
+use tonic::{Request, Response, Status};
+
+use crate::clients;
+use crate::error::{GrantError, ServiceError};
+use crate::state::AppState;
+use crate::validation;
+
+/// Most callers remembered at once (resource servers are few; the bound is for attackers).
+const CALLER_CACHE_ENTRIES: usize = 1_024;
+
+/// Resource servers that authenticated recently: SHA-256 of the presented credential ->
+/// when it was checked.
+#[derive(Default)]
+pub struct CallerCache {
+    callers: Mutex<HashMap<[u8; 32], i64>>,
+}
+
+impl CallerCache {
+    fn fresh(&self, key: &[u8; 32], now: i64, fresh_for: i64) -> bool {
+        let callers = match self.callers.lock() {
+            Ok(guard) => guard,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        callers.get(key).is_some_and(|at| now - at < fresh_for)
+    }
+
+    fn remember(&self, key: [u8; 32], now: i64) {
+        let mut callers = match self.callers.lock() {
+            Ok(guard) => guard,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        if callers.len() >= CALLER_CACHE_ENTRIES {
+            callers.clear();
+        }
+        callers.insert(key, now);
+    }
+}
+
+/// The `TokenValidation` service.
+#[derive(Clone)]
+pub struct TokenValidationImpl {
+    state: AppState,
+}
+
+impl TokenValidationImpl {
+    /// The service over `state`.
+    pub fn new(state: AppState) -> Self {
+        Self { state }
+    }
+}
+
+fn unauthenticated() -> Status {
+    Status::unauthenticated(
+        "TokenValidation needs an application's credentials: authorization: Basic base64(client_id:client_secret)",
+    )
+}
+
+/// `client_id` and `client_secret` of a Basic credential.
+fn basic_credentials(value: &str) -> Option<(String, String)> {
+    let encoded = value
+        .strip_prefix("Basic ")
+        .or_else(|| value.strip_prefix("basic "))?;
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(encoded.trim())
+        .ok()?;
+    let decoded = String::from_utf8(decoded).ok()?;
+    let (id, secret) = decoded.split_once(':')?;
+    let decode = |half: &str| -> Option<String> {
+        let pairs: Vec<(String, String)> = serde_urlencoded::from_str(&format!("v={half}")).ok()?;
+        pairs.into_iter().next().map(|(_, v)| v)
+    };
+    Some((decode(id)?, decode(secret)?))
+}
+
+/// Authenticates the caller of `Validate`.
+async fn authenticate_caller(
+    state: &AppState,
+    metadata: &MetadataMap,
+    remote: Option<SocketAddr>,
+) -> Result<(), Status> {
+    let Some(value) = metadata
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| v.len() <= 1024)
+    else {
+        return Err(unauthenticated());
+    };
+    if let (Some(presented), Some(expected)) =
+        (value.strip_prefix("Bearer "), &state.config.service_token)
+    {
+        return if constant_time_eq(presented.as_bytes(), expected.expose().as_bytes()) {
+            Ok(())
+        } else {
+            Err(unauthenticated())
+        };
+    }
+    let now = state.now();
+    let key = sha256(value.as_bytes());
+    let fresh_for = state.config.tokens.validation_cache_seconds;
+    if state.caller_cache.fresh(&key, now, fresh_for) {
+        return Ok(());
+    }
+    let Some((client_id, client_secret)) = basic_credentials(value) else {
+        return Err(unauthenticated());
+    };
+    let ip = remote.map(|a| a.ip().to_string()).unwrap_or_default();
+    if state.client_throttle.check(&client_id, &ip, now).is_err() {
+        tracing::warn!(target: "audit", event = "client_authentication_throttled", client_ip = %ip, "too many failed resource-server authentications");
+        return Err(Status::unauthenticated(
+            "Too many failed authentications. Try again later.",
+        ));
+    }
+    let client = pb::ClientAuthentication {
+        client_id: client_id.clone(),
+        client_secret: Some(client_secret),
+        ..Default::default()
+    };
+    let authenticated = state
+        .db(
+            move |conn| match clients::authenticate(conn, Some(&client), now) {
+                // Only confidential applications have credentials to present.
+                Ok(app) => Ok(app.confidential),
+                Err(GrantError::OAuth(_)) => Ok(false),
+                Err(GrantError::Service(e)) => Err(e),
+            },
+        )
+        .await
+        .map_err(Status::from)?;
+    if !authenticated {
+        state.client_throttle.record_failure(&client_id, &ip, now);
+        tracing::warn!(target: "audit", event = "resource_server_authentication_failed", client_ip = %ip, "a TokenValidation caller presented wrong credentials");
+        return Err(unauthenticated());
+    }
+    state.caller_cache.remember(key, now);
+    Ok(())
+}
+
+#[tonic::async_trait]
+impl pb::token_validation_server::TokenValidation for TokenValidationImpl {
+    async fn validate(
+        &self,
+        request: Request<pb::ValidateRequest>,
+    ) -> Result<Response<pb::ValidateResponse>, Status> {
+        authenticate_caller(&self.state, request.metadata(), request.remote_addr()).await?;
+        let r = request.into_inner();
+        let answer = validation::validate(&self.state, &r.token, &r.required_scopes)
+            .await
+            .map_err(|e: ServiceError| Status::from(e))?;
+        Ok(Response::new(answer))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn basic_credentials_are_parsed_and_form_decoded() {
+        let header = format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode("my%20id:s%3Acret")
+        );
+        assert_eq!(
+            basic_credentials(&header),
+            Some(("my id".into(), "s:cret".into()))
+        );
+        assert_eq!(basic_credentials("Bearer x"), None);
+        assert_eq!(basic_credentials("Basic !!!"), None);
+        let no_colon = format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode("id")
+        );
+        assert_eq!(basic_credentials(&no_colon), None);
+    }
+}

@@ -9,6 +9,7 @@ mod chromium;
 mod code_flow;
 mod database;
 mod discovery;
+mod example_resource_server;
 mod grpc;
 mod jwt_attacks;
 mod lifecycle;

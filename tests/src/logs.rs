@@ -39,7 +39,7 @@ impl<'a> MakeWriter<'a> for Capture {
 pub fn init() {
     INIT.call_once(|| {
         let filter = EnvFilter::new(
-            "info,token_service=trace,auth_web=trace,doorward_shared=trace,audit=trace,actix_web=debug",
+            "info,token_service=trace,auth_web=trace,doorward_shared=trace,audit=trace,actix_web=debug,doorward_example_resource_server=trace",
         );
         let _ = tracing_subscriber::fmt()
             .with_env_filter(filter)

@@ -12,7 +12,98 @@ both_backends!(
     key_rotation_reaches_running_services_and_old_tokens_stay_valid,
     authorization_server_metadata_is_built_from_the_configuration,
     jwks_shape,
+    sec_jw_08_key_rotation_is_overlap_safe,
 );
+
+/// Signs a token and returns its `kid`, polling until `want` signs (the running service
+/// re-reads keys every second in tests), or until 5 s have passed.
+async fn kid_after_reload(
+    app: &TestApp,
+    client: &doorward_tests::TestClient,
+    want: &str,
+) -> String {
+    let mut kid = String::new();
+    for _ in 0..50 {
+        let tokens = app.password_grant(client, "jane", "sekret-password").await;
+        kid = kid_of(tokens["access_token"].as_str().unwrap());
+        if kid == want {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    kid
+}
+
+/// SEC-JW-08: a new key is published before it signs; the old key stays published (and its
+/// tokens valid) until its tokens have expired; a revoked key leaves at once.
+async fn sec_jw_08_key_rotation_is_overlap_safe(backend: Backend) {
+    let app = TestApp::spawn_with(backend, |config| {
+        config.tokens.key_publish_ahead_seconds = 30;
+    })
+    .await;
+    app.create_user("jane", "sekret-password").await;
+    let client = app.default_client().await;
+    let before = app.password_grant(&client, "jane", "sekret-password").await;
+    let old_token = before["access_token"].as_str().unwrap().to_owned();
+    let old_kid = kid_of(&old_token);
+
+    let now = app.state.now();
+    let new_key = app
+        .state
+        .db(move |conn| {
+            Ok::<_, token_service::error::ServiceError>(token_service::keys::rotate(
+                conn,
+                &[token_service::keys::PURPOSE_ACCESS_TOKEN],
+                30,
+                now,
+            )?)
+        })
+        .await
+        .unwrap()
+        .remove(0);
+    // Published at once (after the 1 s reload) …
+    let mut published = false;
+    for _ in 0..50 {
+        if published_kids(&app).await.contains(&new_key.kid) {
+            published = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(published, "the new key is published first");
+    // … but the old key still signs during the publication lead.
+    let during = app.password_grant(&client, "jane", "sekret-password").await;
+    assert_eq!(kid_of(during["access_token"].as_str().unwrap()), old_kid);
+    // After the lead, the new key signs; old tokens still work and the old key is published.
+    app.clock.advance(30);
+    assert_eq!(
+        kid_after_reload(&app, &client, &new_key.kid).await,
+        new_key.kid
+    );
+    assert_eq!(app.api_user(&old_token).await.0, 200);
+    assert!(published_kids(&app).await.contains(&old_kid));
+    // A compromised key is revoked: it leaves the key set and its tokens fail at once.
+    let kid = old_kid.clone();
+    let now = app.state.now();
+    app.state
+        .db(move |conn| {
+            Ok::<_, token_service::error::ServiceError>(token_service::keys::revoke(
+                conn, &kid, now,
+            )?)
+        })
+        .await
+        .unwrap();
+    let mut refused = false;
+    for _ in 0..50 {
+        if app.api_user(&old_token).await.0 == 401 {
+            refused = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(refused, "a token of a revoked key fails");
+    assert!(!published_kids(&app).await.contains(&old_kid));
+}
 
 /// The shape of the key set: per key, its members and the values that are not key material
 /// (the key material and `kid` are random per database).

@@ -109,15 +109,7 @@ async fn sec_jw_08_key_rotation_is_overlap_safe(backend: Backend) {
 /// (the key material and `kid` are random per database).
 async fn jwks_shape(backend: Backend) {
     let app = TestApp::spawn(backend).await;
-    let jwks: Value = app
-        .http
-        .get(app.url("/oauth/discovery/keys"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let jwks: Value = app.get_json("/oauth/discovery/keys").await;
     let mut shape: Vec<Value> = jwks["keys"]
         .as_array()
         .unwrap()
@@ -207,15 +199,7 @@ fn kid_of(token: &str) -> String {
 }
 
 async fn published_kids(app: &TestApp) -> Vec<String> {
-    let jwks: JwkSet = app
-        .http
-        .get(app.url("/oauth/discovery/keys"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let jwks: JwkSet = app.get_json("/oauth/discovery/keys").await;
     jwks.keys
         .into_iter()
         .filter_map(|k| k.common.key_id)

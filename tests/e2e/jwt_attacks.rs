@@ -733,15 +733,7 @@ async fn sec_jw_07_jwks_publishes_public_material_only(backend: Backend) {
     }
 
     // The discovery document points to this very key set.
-    let discovery: Value = app
-        .http
-        .get(app.url("/.well-known/openid-configuration"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let discovery: Value = app.get_json("/.well-known/openid-configuration").await;
     assert_eq!(discovery["jwks_uri"], app.url("/oauth/discovery/keys"));
     let again = app
         .http

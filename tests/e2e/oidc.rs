@@ -197,15 +197,7 @@ async fn check_id_token(
     let claims: Value = serde_json::from_slice(&b64(parts[1])).unwrap();
     // 6-8: RS256, with a kid that is in the JWKS; verify the signature with that key.
     assert_eq!(header["alg"], "RS256");
-    let jwks: Value = app
-        .http
-        .get(app.url("/oauth/discovery/keys"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let jwks: Value = app.get_json("/oauth/discovery/keys").await;
     let jwk = jwks["keys"]
         .as_array()
         .unwrap()
@@ -223,15 +215,7 @@ async fn check_id_token(
     validation.set_audience(&[client_id]);
     jsonwebtoken::decode::<Value>(id_token, &key, &validation).expect("signature verifies");
     // 2: iss equals the discovery issuer exactly.
-    let discovery: Value = app
-        .http
-        .get(app.url("/.well-known/openid-configuration"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let discovery: Value = app.get_json("/.well-known/openid-configuration").await;
     assert_eq!(claims["iss"], discovery["issuer"]);
     // 3-5: aud is (or contains) the client_id; with one audience no azp is needed.
     assert_eq!(claims["aud"], client_id);
@@ -405,14 +389,8 @@ async fn openid_configuration_and_webfinger(backend: Backend) {
     );
     let oidc: Value = oidc.json().await.unwrap();
     let oauth: Value = app
-        .http
-        .get(app.url("/.well-known/oauth-authorization-server"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        .get_json("/.well-known/oauth-authorization-server")
+        .await;
     assert_eq!(oidc, oauth, "one document at both addresses, as GitLab");
     assert_eq!(oidc["issuer"], app.base);
     assert_eq!(oidc["id_token_signing_alg_values_supported"][0], "RS256");

@@ -236,6 +236,18 @@ impl TestApp {
             .unwrap()
     }
 
+    /// `GET path` on auth-web, its body as JSON.
+    pub async fn get_json<T: serde::de::DeserializeOwned>(&self, path: &str) -> T {
+        self.http
+            .get(self.url(path))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+
     /// An absolute URL of auth-web.
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)

@@ -48,19 +48,9 @@ impl Fixture {
         let app = TestApp::spawn(backend).await;
         app.create_user("jane", "sekret-password").await;
         let client = app.create_client("api read_user openid", true, true).await;
-        let response = app
-            .token_basic(
-                &client,
-                &[
-                    ("grant_type", "password"),
-                    ("username", "jane"),
-                    ("password", "sekret-password"),
-                    ("scope", "api openid"),
-                ],
-            )
+        let tokens = app
+            .password_grant_scoped(&client, "jane", "sekret-password", "api openid")
             .await;
-        assert_eq!(response.status(), 200, "password grant failed");
-        let tokens: Value = response.json().await.unwrap();
         let token = tokens["access_token"].as_str().unwrap().to_owned();
         let parts: Vec<&str> = token.split('.').collect();
         assert_eq!(parts.len(), 3);

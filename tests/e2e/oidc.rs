@@ -347,18 +347,9 @@ async fn no_id_token_without_the_openid_scope(backend: Backend) {
     let app = spawn(backend).await;
     app.create_user("jane", "sekret-password").await;
     let client = oidc_client(&app).await;
-    let response = app
-        .token_basic(
-            &client,
-            &[
-                ("grant_type", "password"),
-                ("username", "jane"),
-                ("password", "sekret-password"),
-                ("scope", "read_user"),
-            ],
-        )
+    let tokens = app
+        .password_grant_scoped(&client, "jane", "sekret-password", "read_user")
         .await;
-    let tokens: Value = response.json().await.unwrap();
     assert!(tokens["access_token"].is_string());
     assert!(tokens.get("id_token").is_none(), "{tokens}");
     // client_credentials has no user: never an id_token, even when the scope is allowed.

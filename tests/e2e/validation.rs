@@ -60,19 +60,8 @@ async fn validate(
 
 /// A user token with `openid read_user api` from the password grant.
 async fn user_tokens(app: &TestApp, client: &TestClient) -> Value {
-    let response = app
-        .token_basic(
-            client,
-            &[
-                ("grant_type", "password"),
-                ("username", "jane"),
-                ("password", "sekret-password"),
-                ("scope", "openid read_user api"),
-            ],
-        )
-        .await;
-    assert_eq!(response.status(), 200);
-    response.json().await.unwrap()
+    app.password_grant_scoped(client, "jane", "sekret-password", "openid read_user api")
+        .await
 }
 
 async fn setup(backend: Backend) -> (TestApp, TestClient, TestClient, i64) {

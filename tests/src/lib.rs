@@ -386,6 +386,26 @@ impl TestApp {
             .unwrap()
     }
 
+    /// The password grant for `username` with `scope`, the client authenticating with HTTP
+    /// Basic; asserts success and returns the token response.
+    pub async fn password_grant_scoped(
+        &self,
+        client: &TestClient,
+        username: &str,
+        password: &str,
+        scope: &str,
+    ) -> Value {
+        let form = [
+            ("grant_type", "password"),
+            ("username", username),
+            ("password", password),
+            ("scope", scope),
+        ];
+        let response = self.token_basic(client, &form).await;
+        assert_eq!(response.status(), 200, "password grant for {username}");
+        response.json().await.unwrap()
+    }
+
     /// The password grant for `username` through `client` (client_secret_post); the JSON.
     pub async fn password_grant(
         &self,

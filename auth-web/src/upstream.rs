@@ -40,6 +40,8 @@ pub struct Upstream {
     pub applications: pb::applications_client::ApplicationsClient<Svc>,
     /// `doorward.v1.Authorizations`.
     pub authorizations: pb::authorizations_client::AuthorizationsClient<Svc>,
+    /// `doorward.v1.DeviceAuthorizations`.
+    pub devices: pb::device_authorizations_client::DeviceAuthorizationsClient<Svc>,
 }
 
 /// A bad `TOKEN_SERVICE_URL` or service token.
@@ -72,7 +74,8 @@ impl Upstream {
             tokens: pb::token_service_client::TokenServiceClient::new(svc.clone()),
             users: pb::users_client::UsersClient::new(svc.clone()),
             applications: pb::applications_client::ApplicationsClient::new(svc.clone()),
-            authorizations: pb::authorizations_client::AuthorizationsClient::new(svc),
+            authorizations: pb::authorizations_client::AuthorizationsClient::new(svc.clone()),
+            devices: pb::device_authorizations_client::DeviceAuthorizationsClient::new(svc),
         })
     }
 }

@@ -55,6 +55,8 @@ pub struct Config {
     /// Throttling of failed client authentication (SEC-RL-03): the "account" is the
     /// client_id.
     pub client_auth_limits: ClientAuthLimitConfig,
+    /// The device authorization grant (RFC 8628).
+    pub device: DeviceConfig,
     /// Database pool.
     pub database: DatabaseConfig,
     /// auth-web's HTTP and upstream settings.
@@ -123,6 +125,45 @@ pub struct SignInLimitConfig {
     pub window_seconds: i64,
 }
 
+/// The device authorization grant (RFC 8628) and the throttle on user-code entry
+/// (SEC-DV-02: a user code is short, so wrong guesses are counted).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DeviceConfig {
+    /// How long a device code and its user code are valid (RFC 8628 §6.1: at most 15 min).
+    pub code_ttl_seconds: i64,
+    /// The minimum polling interval handed to devices (`interval`).
+    pub polling_interval_seconds: i64,
+    /// Wrong user codes allowed per signed-in user and IP within the window.
+    pub user_code_failures_per_user_and_ip: u32,
+    /// Wrong user codes allowed per IP within the window, over all users.
+    pub user_code_failures_per_ip: u32,
+    /// The window of the user-code counters, in seconds.
+    pub user_code_window_seconds: i64,
+}
+
+impl Default for DeviceConfig {
+    fn default() -> Self {
+        Self {
+            code_ttl_seconds: 300,
+            polling_interval_seconds: 5,
+            user_code_failures_per_user_and_ip: 5,
+            user_code_failures_per_ip: 20,
+            user_code_window_seconds: 900,
+        }
+    }
+}
+
+impl From<&DeviceConfig> for SignInLimitConfig {
+    fn from(device: &DeviceConfig) -> Self {
+        Self {
+            per_account_and_ip: device.user_code_failures_per_user_and_ip,
+            per_ip: device.user_code_failures_per_ip,
+            window_seconds: device.user_code_window_seconds,
+        }
+    }
+}
+
 /// Database connection pool.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -169,6 +210,7 @@ impl Default for Config {
             passwords: PasswordConfig::default(),
             sign_in_limits: SignInLimitConfig::default(),
             client_auth_limits: ClientAuthLimitConfig::default(),
+            device: DeviceConfig::default(),
             database: DatabaseConfig::default(),
             web: WebConfig::default(),
         }
@@ -332,9 +374,20 @@ impl Config {
                 "tokens.refresh_grace_seconds must be between 0 and 60".into(),
             ));
         }
+        if !(1..=900).contains(&self.device.code_ttl_seconds) {
+            return Err(ConfigError(
+                "device.code_ttl_seconds must be between 1 and 900 (RFC 8628 §6.1)".into(),
+            ));
+        }
+        if !(1..=60).contains(&self.device.polling_interval_seconds) {
+            return Err(ConfigError(
+                "device.polling_interval_seconds must be between 1 and 60".into(),
+            ));
+        }
         let windows = [
             self.sign_in_limits.window_seconds,
             self.client_auth_limits.window_seconds,
+            self.device.user_code_window_seconds,
             self.web.session_idle_seconds,
             self.web.session_absolute_seconds,
         ];

@@ -8,6 +8,7 @@ mod api;
 mod chromium;
 mod code_flow;
 mod database;
+mod device;
 mod discovery;
 mod example_resource_server;
 mod grpc;

@@ -61,12 +61,9 @@ async fn authorize_in_browser(app: &TestApp, authorize_url: &str) -> Vec<(String
     let browser = Browser::new(&app.base);
     let first = browser.get(path).await;
     assert_eq!(first.status, 303, "{}", first.body);
-    let sign_in = browser.get(&first.location().unwrap()).await;
-    let mut fields = sign_in.form("/users/sign_in");
-    fields.retain(|(name, _)| name != "login");
-    fields.push(("login".into(), "jane".into()));
-    fields.push(("password".into(), "sekret-password".into()));
-    let signed_in = browser.post("/users/sign_in", &fields).await;
+    let signed_in = browser
+        .sign_in(&first.location().unwrap(), "jane", "sekret-password")
+        .await;
     let consent = browser.get(&signed_in.location().unwrap()).await;
     assert_eq!(consent.status, 200, "{}", consent.body);
     let mut fields = consent.form("/oauth/authorize");

@@ -745,14 +745,7 @@ fn authorize_path(client: &TestClient, extra: &str) -> String {
 
 /// Signs in through the page the server sent us to; returns where sign-in leads.
 async fn sign_in(browser: &Browser, sign_in_location: &str, login: &str, password: &str) -> Page {
-    let page = browser.get(sign_in_location).await;
-    assert_eq!(page.status, 200);
-    assert!(page.body.contains("Sign in"));
-    let mut fields = page.form("/users/sign_in");
-    fields.retain(|(name, _)| name != "login");
-    fields.push(("login".into(), login.into()));
-    fields.push(("password".into(), password.into()));
-    browser.post("/users/sign_in", &fields).await
+    browser.sign_in(sign_in_location, login, password).await
 }
 
 /// Redeems `code` as the confidential `client` does (HTTP Basic); the token response.

@@ -408,11 +408,15 @@ async fn sec_tk_06_grant_types_are_restricted_per_client(backend: Backend) {
     let issued = app.count("access_tokens").await;
     assert_eq!(issued, 1);
 
-    // Grants this server does not serve yet, and unknown ones.
-    for grant in ["urn:ietf:params:oauth:grant-type:device_code", "bogus"] {
-        let response = app.token_basic(&barred, &[("grant_type", grant)]).await;
-        assert_error(response, 400, "unsupported_grant_type").await;
-    }
+    // The device grant for a client not registered for it, and an unknown grant.
+    let device = [
+        ("grant_type", "urn:ietf:params:oauth:grant-type:device_code"),
+        ("device_code", "whatever"),
+    ];
+    let response = app.token_basic(&code_only, &device).await;
+    assert_error(response, 401, "unauthorized_client").await;
+    let response = app.token_basic(&barred, &[("grant_type", "bogus")]).await;
+    assert_error(response, 400, "unsupported_grant_type").await;
     assert_eq!(
         app.count("access_tokens").await,
         1,

@@ -157,6 +157,19 @@ impl Browser {
         read(response).await
     }
 
+    /// Signs in through the sign-in page at `sign_in_location` (where the server sent us);
+    /// returns where sign-in leads.
+    pub async fn sign_in(&self, sign_in_location: &str, login: &str, password: &str) -> Page {
+        let page = self.get(sign_in_location).await;
+        assert_eq!(page.status, 200);
+        assert!(page.body.contains("Sign in"));
+        let mut fields = page.form("/users/sign_in");
+        fields.retain(|(name, _)| name != "login");
+        fields.push(("login".into(), login.into()));
+        fields.push(("password".into(), password.into()));
+        self.post("/users/sign_in", &fields).await
+    }
+
     /// POST a form.
     pub async fn post(&self, path: &str, fields: &[(String, String)]) -> Page {
         let response = self

@@ -9,6 +9,7 @@ pub mod bearer;
 pub mod cli;
 pub mod clients;
 pub mod db;
+pub mod device;
 pub mod error;
 pub mod grants;
 pub mod grpc;

@@ -20,7 +20,7 @@ use crate::error::ServiceError;
 use crate::grpc::ServiceTokenCheck;
 use crate::grpc::applications::ApplicationsImpl;
 use crate::grpc::authorizations::AuthorizationsImpl;
-use crate::grpc::pending::Pending;
+use crate::grpc::device_authorizations::DeviceAuthorizationsImpl;
 use crate::grpc::token_service::TokenServiceImpl;
 use crate::grpc::token_validation::{CallerCache, TokenValidationImpl};
 use crate::grpc::users::UsersImpl;
@@ -63,6 +63,7 @@ pub async fn open_state(config: Config, clock: SharedClock) -> anyhow::Result<Ap
         hasher: PasswordHasher::new(&config.passwords)?,
         throttle: Arc::new(SignInThrottle::new(config.sign_in_limits.clone())),
         client_throttle: Arc::new(SignInThrottle::new((&config.client_auth_limits).into())),
+        device_throttle: Arc::new(SignInThrottle::new((&config.device).into())),
         refresh_derivation_key: Arc::new(refresh_key),
         validation_cache: Arc::new(ValidationCache::new(config.tokens.validation_cache_entries)),
         caller_cache: Arc::new(CallerCache::default()),
@@ -183,8 +184,10 @@ impl TokenServiceApp {
                 AuthorizationsImpl::new(state.clone())
             ))
             .add_service(guarded!(
-                pb::device_authorizations_server::DeviceAuthorizationsServer<Pending>,
-                Pending
+                pb::device_authorizations_server::DeviceAuthorizationsServer<
+                    DeviceAuthorizationsImpl,
+                >,
+                DeviceAuthorizationsImpl::new(state.clone())
             ))
             .serve_with_incoming_shutdown(
                 tokio_stream::wrappers::TcpListenerStream::new(self.listener),

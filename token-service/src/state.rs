@@ -30,6 +30,8 @@ pub struct AppState {
     pub throttle: Arc<SignInThrottle>,
     /// Failed-client-authentication throttle (SEC-RL-03).
     pub client_throttle: Arc<SignInThrottle>,
+    /// Wrong-user-code throttle of the device verification page (SEC-DV-02).
+    pub device_throttle: Arc<SignInThrottle>,
     /// Key that derives a rotated refresh token's successor (see `grants::refresh_token`).
     pub refresh_derivation_key: Arc<Vec<u8>>,
     /// Tokens `TokenValidation.Validate` checked recently (see `validation`).

@@ -293,19 +293,7 @@ pub async fn show(req: HttpRequest, session: Session, state: web::Data<WebState>
         .ok()
         .and_then(|u| u.host_str().map(str::to_owned))
         .unwrap_or_else(|| request.redirect_uri.clone());
-    // SEC-WP-06: who registered the application.
-    let owner = match app.owner_id {
-        Some(id) => state
-            .upstream
-            .users
-            .clone()
-            .get_user(pb::GetUserRequest { id })
-            .await
-            .ok()
-            .and_then(|r| r.into_inner().user)
-            .map_or_else(|| "a Doorward user".to_owned(), |u| u.username),
-        None => "the administrator of this Doorward".to_owned(),
-    };
+    let owner = owner_name(&state, app.owner_id).await;
     let csp = STRICT_CSP.replace(
         "form-action 'self'",
         &format!("form-action 'self' {}", csp_source(&request.redirect_uri)),
@@ -396,5 +384,21 @@ pub async fn decide(
             "invalid_request",
             "Choose Authorize or Deny.",
         ),
+    }
+}
+
+/// SEC-WP-06: who registered an application, as the consent pages say it.
+pub async fn owner_name(state: &WebState, owner_id: Option<i64>) -> String {
+    match owner_id {
+        Some(id) => state
+            .upstream
+            .users
+            .clone()
+            .get_user(pb::GetUserRequest { id })
+            .await
+            .ok()
+            .and_then(|r| r.into_inner().user)
+            .map_or_else(|| "a Doorward user".to_owned(), |u| u.username),
+        None => "the administrator of this Doorward".to_owned(),
     }
 }

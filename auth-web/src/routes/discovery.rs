@@ -68,7 +68,16 @@ pub fn authorization_server_metadata(state: &WebState) -> serde_json::Value {
         "scopes_supported": KNOWN_SCOPES,
         "response_types_supported": ["code"],
         "response_modes_supported": ["query", "form_post"],
-        "grant_types_supported": ["authorization_code", "refresh_token", "client_credentials", "password"],
+        // RFC 8414: the values of the grant_type parameter, so the device grant's URN
+        // (GitLab lists a short `device_code`, which no client can send).
+        "grant_types_supported": [
+            "authorization_code",
+            "refresh_token",
+            "client_credentials",
+            "password",
+            "urn:ietf:params:oauth:grant-type:device_code",
+        ],
+        "device_authorization_endpoint": format!("{issuer}/oauth/authorize_device"),
         "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "none"],
         "revocation_endpoint_auth_methods_supported": auth_methods,
         "introspection_endpoint_auth_methods_supported": auth_methods,

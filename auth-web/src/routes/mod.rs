@@ -5,6 +5,7 @@ pub mod api_user;
 pub mod applications;
 pub mod assets;
 pub mod authorize;
+pub mod device;
 pub mod discovery;
 pub mod health;
 pub mod sign_in;
@@ -46,6 +47,17 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .route(web::post().to(userinfo::userinfo)),
     )
     .route("/oauth/discovery/keys", web::get().to(discovery::jwks))
+    .service(
+        web::resource("/oauth/authorize_device")
+            .route(web::post().to(device::authorize_device))
+            .default_service(web::to(method_not_allowed)),
+    )
+    .service(
+        web::resource("/oauth/device")
+            .route(web::get().to(device::show))
+            .route(web::post().to(device::submit)),
+    )
+    .route("/oauth/device/decide", web::post().to(device::decide))
     .route(
         "/.well-known/oauth-authorization-server",
         web::get().to(discovery::oauth_metadata),

@@ -3,6 +3,7 @@
 //! transaction every grant runs in.
 
 pub mod applications;
+pub mod device_grants;
 pub mod grants;
 pub mod models;
 pub mod schema;

@@ -2,7 +2,9 @@
 
 use diesel::prelude::*;
 
-use super::schema::{access_grants, access_tokens, applications, signing_keys, users};
+use super::schema::{
+    access_grants, access_tokens, applications, device_grants, signing_keys, users,
+};
 
 /// A user row.
 #[derive(Debug, Clone, Queryable, Selectable)]
@@ -155,6 +157,37 @@ pub struct NewAccessGrant<'a> {
     pub code_challenge_method: Option<&'a str>,
     pub nonce: Option<&'a str>,
     pub auth_time: Option<i64>,
+    pub created_at: i64,
+    pub expires_at: i64,
+}
+
+/// A device authorization (RFC 8628): device code and user code stored as hashes only.
+#[derive(Debug, Clone, Queryable, Selectable)]
+#[diesel(table_name = device_grants)]
+pub struct DeviceGrantRow {
+    pub id: i64,
+    pub device_code_hash: Vec<u8>,
+    pub user_code_hash: Vec<u8>,
+    pub application_id: i64,
+    pub scopes: String,
+    pub user_id: Option<i64>,
+    pub status: String,
+    pub polling_interval: i64,
+    pub last_polled_at: Option<i64>,
+    pub created_at: i64,
+    pub expires_at: i64,
+}
+
+/// A new device authorization.
+#[derive(Debug, Insertable)]
+#[diesel(table_name = device_grants)]
+pub struct NewDeviceGrant<'a> {
+    pub device_code_hash: Vec<u8>,
+    pub user_code_hash: Vec<u8>,
+    pub application_id: i64,
+    pub scopes: &'a str,
+    pub status: &'a str,
+    pub polling_interval: i64,
     pub created_at: i64,
     pub expires_at: i64,
 }

@@ -4,6 +4,7 @@
 
 mod authorization_code;
 mod client_credentials;
+mod device_code;
 mod password;
 mod refresh_token;
 
@@ -71,11 +72,7 @@ async fn dispatch(
         "password" => password::exchange(state, request).await,
         "refresh_token" => refresh_token::exchange(state, request).await,
         "authorization_code" => authorization_code::exchange(state, request).await,
-        DEVICE_CODE_GRANT => Err(OAuthFailure::with(
-            ErrorCode::UnsupportedGrantType,
-            "This grant type is not enabled on this server yet.",
-        )
-        .into()),
+        DEVICE_CODE_GRANT => device_code::exchange(state, request).await,
         _ => Err(OAuthFailure::new(ErrorCode::UnsupportedGrantType).into()),
     }
 }

@@ -4,7 +4,7 @@
 pub mod applications;
 pub mod authorizations;
 pub mod convert;
-pub mod pending;
+pub mod device_authorizations;
 pub mod token_service;
 pub mod token_validation;
 pub mod users;

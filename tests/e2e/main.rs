@@ -18,6 +18,7 @@ mod oidc;
 mod pages;
 mod refresh;
 mod resilience;
+mod secret_rotation;
 mod seed;
 mod storage;
 mod token_errors;

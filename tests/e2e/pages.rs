@@ -496,8 +496,10 @@ async fn sec_wp_05_applications_pages_register_show_the_secret_once_edit_renew_a
             .contains("Jane&#39;s app")
     );
 
-    // Renewing shows a new secret once; with no grace the old one stops at once.
-    let renew = shown.form(&format!("/oauth/applications/{uid}/renew_secret"));
+    // Renewing shows a new secret once; "at once", the old one stops immediately
+    // (the grace choices are checked in secret_rotation).
+    let mut renew = shown.form(&format!("/oauth/applications/{uid}/renew_secret"));
+    renew.push(("grace".into(), "0".into()));
     let renewed = jane
         .post(&format!("/oauth/applications/{uid}/renew_secret"), &renew)
         .await;

@@ -224,14 +224,29 @@ pub fn update(
     Ok(db::applications::find_by_uid(conn, uid)?)
 }
 
+/// A secret issued by [`rotate_secret`].
+#[derive(Debug)]
+pub struct RotatedSecret {
+    /// The new secret (shown this once; only its hash is stored).
+    pub secret: Secret,
+    /// Until when (seconds since the epoch, exclusive) the replaced secret keeps working;
+    /// `None` when it stopped at once.
+    pub previous_valid_until: Option<i64>,
+}
+
 /// Issues a new secret. With `grace_seconds > 0` the current one keeps working that long,
-/// so that clients can be redeployed without downtime.
+/// so that clients can be redeployed without downtime; with 0 it stops at once.
+///
+/// An application keeps at most one previous secret. A rotation during the grace of an
+/// earlier one makes the secret it replaces the previous one (with the new grace), and the
+/// secret before that stops working at once: whoever rotates twice has already replaced
+/// the oldest secret, and it must not outlive a rotation that was meant to retire it.
 pub fn rotate_secret(
     conn: &mut DbConnection,
     uid: &str,
     grace_seconds: i64,
     now: i64,
-) -> Result<Option<Secret>, ServiceError> {
+) -> Result<Option<RotatedSecret>, ServiceError> {
     db::write_transaction(conn, |conn| {
         let Some(app) = db::applications::find_by_uid(conn, uid)? else {
             return Ok(None);
@@ -240,13 +255,15 @@ pub fn rotate_secret(
             return Ok(None);
         }
         let secret = new_secret();
-        let (previous, until) = if grace_seconds > 0 {
-            (app.secret_hash.clone(), Some(now + grace_seconds))
-        } else {
-            (None, None)
+        let (previous, until) = match app.secret_hash.clone() {
+            Some(current) if grace_seconds > 0 => (Some(current), Some(now + grace_seconds)),
+            _ => (None, None),
         };
         db::applications::rotate_secret(conn, uid, secret.sha256().to_vec(), previous, until, now)?;
-        Ok(Some(secret))
+        Ok(Some(RotatedSecret {
+            secret,
+            previous_valid_until: until,
+        }))
     })
 }
 

@@ -440,16 +440,24 @@ async fn run_apps(state: &AppState, command: AppsCommand) -> anyhow::Result<()> 
             grace,
             json: flag,
         } => {
-            let secret = state
+            let rotated = state
                 .db(move |conn| apps::rotate_secret(conn, &uid, i64::from(grace), now))
                 .await?;
-            let Some(secret) = secret else {
+            let Some(apps::RotatedSecret {
+                secret,
+                previous_valid_until,
+            }) = rotated
+            else {
                 bail!("no confidential application with that client id");
             };
             if flag.json {
                 println!(
                     "{}",
-                    json!({"secret": secret.expose(), "previous_secret_valid_for": grace})
+                    json!({
+                        "secret": secret.expose(),
+                        "previous_secret_valid_for": grace,
+                        "previous_secret_expires_at": previous_valid_until,
+                    })
                 );
             } else {
                 println!("New secret (shown once): {}", secret.expose());

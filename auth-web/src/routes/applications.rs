@@ -52,6 +52,36 @@ struct FormPage {
     admin: bool,
 }
 
+/// How long the old secret may keep working after "Renew secret": the only values the
+/// form may post (seconds, label).
+const GRACE_CHOICES: &[(u32, &str)] = &[
+    (0, "at once"),
+    (3600, "1 hour"),
+    (86_400, "24 hours"),
+    (604_800, "7 days"),
+];
+/// The grace the renew form offers first.
+const DEFAULT_GRACE: u32 = 86_400;
+
+/// The grace posted by the renew form, if it is one of [`GRACE_CHOICES`] (written exactly
+/// as the form writes it).
+fn grace_choice(posted: Option<&str>) -> Option<u32> {
+    let posted = posted?;
+    GRACE_CHOICES
+        .iter()
+        .map(|(seconds, _)| *seconds)
+        .find(|seconds| seconds.to_string() == posted)
+}
+
+/// What the page says about the replaced secret right after a renewal.
+struct Renewal {
+    /// The chosen grace, as offered on the form ("at once", "1 hour", ...).
+    grace: &'static str,
+    /// Until when the old secret keeps working (UTC, and as a `datetime` attribute);
+    /// `None` when it stopped at once.
+    until: Option<(String, String)>,
+}
+
 #[derive(Template)]
 #[template(path = "application.html")]
 struct ShowPage {
@@ -59,6 +89,26 @@ struct ShowPage {
     csrf: String,
     app: pb::Application,
     secret: Option<String>,
+    renewal: Option<Renewal>,
+    error: Option<String>,
+    grace_choices: &'static [(u32, &'static str)],
+    default_grace: u32,
+}
+
+/// `unix` as shown on the page (`2024-05-01 12:00:00 UTC`) and as a `datetime` attribute.
+fn utc_time(unix: i64) -> Option<(String, String)> {
+    let t = time::OffsetDateTime::from_unix_timestamp(unix).ok()?;
+    let shown = t
+        .format(time::macros::format_description!(
+            "[year]-[month]-[day] [hour]:[minute]:[second] UTC"
+        ))
+        .ok()?;
+    let machine = t
+        .format(time::macros::format_description!(
+            "[year]-[month]-[day]T[hour]:[minute]:[second]Z"
+        ))
+        .ok()?;
+    Some((shown, machine))
 }
 
 fn not_found() -> HttpResponse {
@@ -195,6 +245,19 @@ fn submitted(
     (fields, page)
 }
 
+fn show_page(user: &SessionUser, csrf: String, app: pb::Application) -> ShowPage {
+    ShowPage {
+        signed_in_as: Some(user.username.clone()),
+        csrf,
+        app,
+        secret: None,
+        renewal: None,
+        error: None,
+        grace_choices: GRACE_CHOICES,
+        default_grace: DEFAULT_GRACE,
+    }
+}
+
 fn show(
     user: &SessionUser,
     csrf: String,
@@ -204,10 +267,8 @@ fn show(
     render(
         StatusCode::OK,
         &ShowPage {
-            signed_in_as: Some(user.username.clone()),
-            csrf,
-            app,
             secret,
+            ..show_page(user, csrf, app)
         },
     )
 }
@@ -443,11 +504,19 @@ pub async fn renew_secret(
         Ok(found) => found,
         Err(page) => return page,
     };
-    let grace = params
-        .get("grace")
-        .and_then(|g| g.parse::<u32>().ok())
-        .unwrap_or(0)
-        .min(7 * 86_400);
+    // Only the offered choices: a forged value changes nothing.
+    let Some(grace) = grace_choice(params.get("grace")) else {
+        let choices: Vec<&str> = GRACE_CHOICES.iter().map(|(_, label)| *label).collect();
+        let page = ShowPage {
+            error: Some(format!(
+                "The secret was not renewed: choose how long the old secret keeps working \
+                 ({}).",
+                choices.join(", ")
+            )),
+            ..show_page(&user, session::csrf_token(&session), app)
+        };
+        return render(StatusCode::BAD_REQUEST, &page);
+    };
     let Ok(response) = state
         .upstream
         .applications
@@ -460,10 +529,46 @@ pub async fn renew_secret(
     else {
         return pages::unavailable_page();
     };
-    show(
-        &user,
-        session::rotate_csrf(&session),
-        app,
-        response.into_inner().secret,
-    )
+    let response = response.into_inner();
+    let Some(secret) = response.secret else {
+        // A public application has no secret (nor a renew form); or it was deleted since.
+        let page = ShowPage {
+            error: Some("The secret was not renewed: this application has none.".to_owned()),
+            ..show_page(&user, session::csrf_token(&session), app)
+        };
+        return render(StatusCode::BAD_REQUEST, &page);
+    };
+    let renewal = Renewal {
+        grace: GRACE_CHOICES
+            .iter()
+            .find(|(seconds, _)| *seconds == grace)
+            .map_or("", |(_, label)| *label),
+        until: response.previous_secret_expires_at.and_then(utc_time),
+    };
+    // A reload of the page that shows the secret must not renew it again.
+    let page = ShowPage {
+        secret: Some(secret),
+        renewal: Some(renewal),
+        ..show_page(&user, session::rotate_csrf(&session), app)
+    };
+    render(StatusCode::OK, &page)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_the_offered_graces_are_accepted() {
+        for (seconds, _) in GRACE_CHOICES {
+            assert_eq!(grace_choice(Some(&seconds.to_string())), Some(*seconds));
+        }
+        assert!(GRACE_CHOICES.iter().any(|(s, _)| *s == DEFAULT_GRACE));
+        for forged in [
+            "", "1", "7200", "604801", "-1", "03600", "3600 ", "+3600", "1e3",
+        ] {
+            assert_eq!(grace_choice(Some(forged)), None, "{forged:?}");
+        }
+        assert_eq!(grace_choice(None), None);
+    }
 }

@@ -127,14 +127,15 @@ impl pb::applications_server::Applications for ApplicationsImpl {
     ) -> Result<Response<pb::RotateSecretResponse>, Status> {
         let r = request.into_inner();
         let state = self.state.clone();
-        let secret = self
+        let rotated = self
             .state
             .db(move |conn| {
                 apps::rotate_secret(conn, &r.uid, i64::from(r.grace_seconds), state.now())
             })
             .await?;
         Ok(Response::new(pb::RotateSecretResponse {
-            secret: secret.map(|s| s.expose().to_owned()),
+            previous_secret_expires_at: rotated.as_ref().and_then(|r| r.previous_valid_until),
+            secret: rotated.map(|r| r.secret.expose().to_owned()),
         }))
     }
 }

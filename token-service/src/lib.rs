@@ -12,6 +12,7 @@ pub mod db;
 pub mod error;
 pub mod grants;
 pub mod grpc;
+pub mod housekeeping;
 pub mod issuance;
 pub mod keys;
 pub mod lifecycle;

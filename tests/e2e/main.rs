@@ -11,6 +11,7 @@ mod database;
 mod discovery;
 mod example_resource_server;
 mod grpc;
+mod housekeeping;
 mod jwt_attacks;
 mod lifecycle;
 mod oidc;

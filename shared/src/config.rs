@@ -61,6 +61,8 @@ pub struct Config {
     pub database: DatabaseConfig,
     /// auth-web's HTTP and upstream settings.
     pub web: WebConfig,
+    /// token-service's periodic removal of rows that can no longer be used.
+    pub housekeeping: HousekeepingConfig,
 }
 
 /// Token lifetimes and refresh-token rotation rules.
@@ -174,6 +176,17 @@ pub struct DatabaseConfig {
     pub connection_timeout_ms: u64,
 }
 
+/// Removal of expired and dead rows (`tokens cleanup`, and token-service's periodic task).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HousekeepingConfig {
+    /// Seconds between two runs of the periodic task in each token-service (0: never; the
+    /// first run is one interval after start).
+    pub interval_seconds: u64,
+    /// Rows deleted per statement (and per short transaction); at least 1.
+    pub batch_size: u32,
+}
+
 /// auth-web settings.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -213,6 +226,16 @@ impl Default for Config {
             device: DeviceConfig::default(),
             database: DatabaseConfig::default(),
             web: WebConfig::default(),
+            housekeeping: HousekeepingConfig::default(),
+        }
+    }
+}
+
+impl Default for HousekeepingConfig {
+    fn default() -> Self {
+        Self {
+            interval_seconds: 3600,
+            batch_size: 5000,
         }
     }
 }
@@ -396,6 +419,11 @@ impl Config {
                 "throttle windows and session lifetimes must be positive".into(),
             ));
         }
+        if self.housekeeping.batch_size == 0 {
+            return Err(ConfigError(
+                "housekeeping.batch_size must be at least 1".into(),
+            ));
+        }
         if let Some(token) = &self.service_token
             && token.expose().len() < 16
         {
@@ -441,6 +469,8 @@ mod tests {
         assert_eq!(config.auth_web_addr, "127.0.0.1:3000");
         assert_eq!(config.issuer(), "http://127.0.0.1:3000");
         assert_eq!(config.tokens.access_token_ttl_seconds, 7200);
+        assert_eq!(config.housekeeping.interval_seconds, 3600);
+        assert_eq!(config.housekeeping.batch_size, 5000);
     }
 
     #[test]
@@ -459,7 +489,24 @@ mod tests {
         let mut cidr = Config::default();
         cidr.web.trusted_proxies = vec!["10.0.0.0/8".into()];
         assert!(cidr.validate().is_err());
+        let mut no_batch = Config::default();
+        no_batch.housekeeping.batch_size = 0;
+        assert!(no_batch.validate().is_err());
         assert!(Config::default().validate().is_ok());
+    }
+
+    #[test]
+    fn a_partial_housekeeping_section_keeps_the_other_defaults() {
+        let config: Config = Figment::new()
+            .merge(Toml::string("[housekeeping]\nbatch_size = 100\n"))
+            .extract()
+            .unwrap();
+        assert_eq!(config.housekeeping.batch_size, 100);
+        assert_eq!(config.housekeeping.interval_seconds, 3600);
+        let misspelt = Figment::new()
+            .merge(Toml::string("[housekeeping]\nbatch = 100\n"))
+            .extract::<Config>();
+        assert!(misspelt.is_err(), "unknown keys are refused");
     }
 
     #[test]

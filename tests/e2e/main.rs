@@ -12,6 +12,7 @@ mod device;
 mod discovery;
 mod example_resource_server;
 mod grpc;
+mod housekeeping;
 mod jwt_attacks;
 mod lifecycle;
 mod oidc;

@@ -30,6 +30,9 @@ pub enum Command {
     /// Inspect, rotate and revoke signing keys.
     #[command(subcommand)]
     Keys(KeysCommand),
+    /// Maintain issued tokens and grants.
+    #[command(subcommand)]
+    Tokens(TokensCommand),
     /// Apply pending database migrations and exit.
     Migrate(JsonFlag),
 }
@@ -158,6 +161,18 @@ pub enum KeysCommand {
     },
 }
 
+/// `tokens ...`
+#[derive(Debug, Subcommand)]
+pub enum TokensCommand {
+    /// Delete expired codes, device grants and tokens, and dead refresh families.
+    ///
+    /// Removes expired authorization codes and device grants, expired access tokens without
+    /// a refresh token, and refresh families none of whose tokens can still be used: what
+    /// token-service does every `housekeeping.interval_seconds`. Prints the rows removed
+    /// per table.
+    Cleanup(JsonFlag),
+}
+
 fn app_json(app: &ApplicationRow) -> serde_json::Value {
     json!({
         "id": app.id,
@@ -267,6 +282,16 @@ pub async fn run(state: &AppState, command: Command) -> anyhow::Result<()> {
             }
         }
         Command::Apps(command) => run_apps(state, command).await?,
+        Command::Tokens(TokensCommand::Cleanup(flag)) => {
+            let report = crate::housekeeping::run(state).await?;
+            if flag.json {
+                println!("{}", report.to_json());
+            } else if report.is_empty() {
+                println!("Nothing to remove.");
+            } else {
+                println!("{report}.");
+            }
+        }
         Command::Keys(KeysCommand::Rotate { purpose, json }) => {
             let now = state.now();
             let ahead = state.keys.times().publish_ahead;

@@ -13,6 +13,7 @@ pub mod device;
 pub mod error;
 pub mod grants;
 pub mod grpc;
+pub mod housekeeping;
 pub mod issuance;
 pub mod keys;
 pub mod lifecycle;

@@ -99,6 +99,36 @@ fn spawn_key_reloader(state: AppState) -> Option<tokio::task::JoinHandle<()>> {
     }))
 }
 
+/// Runs `housekeeping::cleanup` every `housekeeping.interval_seconds` (the first run one
+/// interval after start). A failure is logged and the next run tries again.
+fn spawn_housekeeper(state: AppState) -> Option<tokio::task::JoinHandle<()>> {
+    let every = state.config.housekeeping.interval_seconds;
+    if every == 0 {
+        return None;
+    }
+    Some(tokio::spawn(async move {
+        let period = Duration::from_secs(every);
+        let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            ticks.tick().await;
+            match crate::housekeeping::run(&state).await {
+                Ok(report) if !report.is_empty() => tracing::info!(
+                    access_tokens = report.access_tokens,
+                    access_grants = report.access_grants,
+                    device_grants = report.device_grants,
+                    total = report.total(),
+                    "housekeeping removed rows that can no longer be used"
+                ),
+                Ok(_) => {}
+                Err(err) => {
+                    tracing::warn!(error = %err, "housekeeping failed; the next run tries again")
+                }
+            }
+        }
+    }))
+}
+
 /// A token service, bound and ready to run.
 pub struct TokenServiceApp {
     listener: TcpListener,
@@ -133,6 +163,7 @@ impl TokenServiceApp {
     ) -> anyhow::Result<()> {
         let state = self.state;
         let reloader = spawn_key_reloader(state.clone());
+        let housekeeper = spawn_housekeeper(state.clone());
         let check = ServiceTokenCheck::new(state.config.service_token.clone());
         let (health_reporter, health_service) = tonic_health::server::health_reporter();
         health_reporter
@@ -194,8 +225,8 @@ impl TokenServiceApp {
                 shutdown,
             )
             .await?;
-        if let Some(reloader) = reloader {
-            reloader.abort();
+        for task in [reloader, housekeeper].into_iter().flatten() {
+            task.abort();
         }
         Ok(())
     }

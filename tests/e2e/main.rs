@@ -10,6 +10,7 @@ mod code_flow;
 mod database;
 mod device;
 mod discovery;
+mod example_device_login;
 mod example_resource_server;
 mod grpc;
 mod housekeeping;

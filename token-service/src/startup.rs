@@ -221,7 +221,9 @@ impl TokenServiceApp {
                 DeviceAuthorizationsImpl::new(state.clone())
             ))
             .serve_with_incoming_shutdown(
-                tokio_stream::wrappers::TcpListenerStream::new(self.listener),
+                // TCP_NODELAY on every accepted connection: without it a response written in
+                // several frames waits for the peer's delayed ACK (~40 ms per request).
+                tonic::transport::server::TcpIncoming::from(self.listener).with_nodelay(Some(true)),
                 shutdown,
             )
             .await?;

@@ -216,6 +216,9 @@ pub fn run_migrations(conn: &mut DbConnection) -> Result<usize, DbSetupError> {
     Ok(applied.len())
 }
 
+/// Serialises this process's SQLite write transactions (see `write_transaction`).
+static SQLITE_WRITER: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 /// Runs `f` in a write transaction and commits when it returns `Ok`.
 ///
 /// On SQLite the transaction starts with `BEGIN IMMEDIATE`: a deferred transaction that
@@ -229,12 +232,23 @@ pub fn write_transaction<T, E>(
 where
     E: From<diesel::result::Error>,
 {
-    match conn {
+    // SQLite has one writer at a time. Writers of this process queue on a mutex instead of
+    // on SQLite's lock, whose busy handler waits by sleeping (1, 2, 5, 10 ... ms): under
+    // concurrent token requests those sleeps, not the work, set the latency. Other
+    // processes (the CLI) still meet `busy_timeout`.
+    let _writer = match conn {
         DbConnection::Sqlite(sqlite) => {
-            AnsiTransactionManager::begin_transaction_sql(sqlite, "BEGIN IMMEDIATE")?
+            let guard = SQLITE_WRITER
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            AnsiTransactionManager::begin_transaction_sql(sqlite, "BEGIN IMMEDIATE")?;
+            Some(guard)
         }
-        DbConnection::Pg(pg) => AnsiTransactionManager::begin_transaction(pg)?,
-    }
+        DbConnection::Pg(pg) => {
+            AnsiTransactionManager::begin_transaction(pg)?;
+            None
+        }
+    };
     match f(conn) {
         Ok(value) => {
             commit(conn)?;

@@ -27,13 +27,11 @@ pub async fn exchange(
                 nonce: None,
                 auth_time: None,
             };
-            Ok(issuance::mint(
-                &state2,
-                conn,
-                &issue,
-                RefreshPlan::None,
-                now,
-            )?)
+            // One write transaction, so that SQLite writers queue in-process
+            // (`db::write_transaction`) rather than in SQLite's sleeping busy handler.
+            Ok(crate::db::write_transaction(conn, |conn| {
+                issuance::mint(&state2, conn, &issue, RefreshPlan::None, now)
+            })?)
         })
         .await
 }

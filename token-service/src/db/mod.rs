@@ -104,7 +104,7 @@ impl ManageConnection for DbManager {
             sqlite
                 .batch_execute(
                     "PRAGMA busy_timeout = 10000; PRAGMA synchronous = NORMAL; \
-                     PRAGMA foreign_keys = ON;",
+                     PRAGMA foreign_keys = ON; PRAGMA mmap_size = 268435456;",
                 )
                 .map_err(r2d2::Error::QueryError)?;
         }
@@ -168,6 +168,10 @@ pub fn connect_and_migrate(
     let pool = Pool::builder()
         .max_size(pool_size)
         .min_idle(Some(1))
+        // A PostgreSQL connection is checked (`SELECT 1`) before each use, so that a server
+        // restart costs no failed requests; a SQLite file cannot go away under a
+        // connection, so the hot path skips that statement there.
+        .test_on_check_out(matches!(target, DatabaseTarget::Postgres(_)))
         .connection_timeout(connection_timeout)
         .build(DbManager { target })?;
     let mut conn = pool.get()?;

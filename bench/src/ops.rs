@@ -1,0 +1,309 @@
+//! One request of each kind, as a client of Doorward would send it: keep-alive HTTP
+//! (reqwest) to auth-web, and gRPC (the generated client of `doorward-proto`) to
+//! token-service. Every operation checks the answer, so a fast wrong answer is an error.
+
+use base64::Engine;
+use doorward_proto::v1 as pb;
+use serde::Deserialize;
+use tonic::transport::Channel;
+
+/// The server under test and the credentials that the scenarios use.
+#[derive(Debug, Clone)]
+pub struct Target {
+    /// `http://HOST:PORT` of auth-web.
+    pub http_base: String,
+    /// `http://HOST:PORT` of token-service.
+    pub grpc_url: String,
+    /// A confidential application allowed the grants of the scenarios.
+    pub client_id: String,
+    /// Its secret.
+    pub client_secret: String,
+    /// A user (password, refresh, authorization_code, api_user, introspect).
+    pub username: String,
+    /// Its password.
+    pub password: String,
+    /// Its id (`None`: learnt from `/api/v4/user`).
+    pub user_id: Option<i64>,
+    /// A redirect URI registered for the application.
+    pub redirect_uri: String,
+    /// token-service's `SERVICE_TOKEN`, when it requires one for internal RPCs.
+    pub service_token: Option<String>,
+}
+
+/// Why a request did not count as a success; grouped by this text in the results.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Failure(pub String);
+
+impl Failure {
+    fn new(text: impl Into<String>) -> Self {
+        Self(text.into())
+    }
+}
+
+/// The fields of a token response the scenarios use.
+#[derive(Debug, Clone, Deserialize)]
+pub struct TokenResponse {
+    /// The access token.
+    pub access_token: String,
+    /// The refresh token, if any.
+    pub refresh_token: Option<String>,
+}
+
+/// The HTTP and gRPC clients of one benchmark.
+#[derive(Clone)]
+pub struct Clients {
+    /// Keep-alive HTTP client (its pool keeps one connection per concurrent worker).
+    pub http: reqwest::Client,
+    /// gRPC channels (workers share them round-robin).
+    pub channels: Vec<Channel>,
+    /// `authorization` metadata for `TokenValidation` (the application's Basic).
+    pub validate_auth: tonic::metadata::MetadataValue<tonic::metadata::Ascii>,
+}
+
+impl Clients {
+    /// Connects `channels` gRPC channels and builds the HTTP client.
+    pub async fn connect(target: &Target, channels: usize) -> anyhow::Result<Self> {
+        let http = reqwest::Client::builder()
+            .pool_max_idle_per_host(1_024)
+            .tcp_nodelay(true)
+            .build()?;
+        let mut list = Vec::with_capacity(channels.max(1));
+        for _ in 0..channels.max(1) {
+            let channel = Channel::from_shared(target.grpc_url.clone())?
+                .tcp_nodelay(true)
+                .connect()
+                .await?;
+            list.push(channel);
+        }
+        let basic = base64::engine::general_purpose::STANDARD
+            .encode(format!("{}:{}", target.client_id, target.client_secret));
+        Ok(Self {
+            http,
+            channels: list,
+            validate_auth: format!("Basic {basic}").parse()?,
+        })
+    }
+
+    /// The channel of worker `i`.
+    pub fn channel(&self, i: usize) -> Channel {
+        self.channels[i % self.channels.len()].clone()
+    }
+}
+
+async fn token_request(
+    clients: &Clients,
+    target: &Target,
+    form: &[(&str, &str)],
+) -> Result<TokenResponse, Failure> {
+    let response = clients
+        .http
+        .post(format!("{}/oauth/token", target.http_base))
+        .basic_auth(&target.client_id, Some(&target.client_secret))
+        .form(form)
+        .send()
+        .await
+        .map_err(|e| Failure::new(format!("transport: {e}")))?;
+    let status = response.status();
+    if !status.is_success() {
+        let body = response.text().await.unwrap_or_default();
+        let error = serde_json::from_str::<serde_json::Value>(&body)
+            .ok()
+            .and_then(|v| v["error"].as_str().map(str::to_owned))
+            .unwrap_or_default();
+        return Err(Failure::new(format!("HTTP {} {error}", status.as_u16())));
+    }
+    response
+        .json::<TokenResponse>()
+        .await
+        .map_err(|e| Failure::new(format!("bad token response: {e}")))
+}
+
+/// `grant_type=client_credentials`.
+pub async fn client_credentials(
+    clients: &Clients,
+    target: &Target,
+) -> Result<TokenResponse, Failure> {
+    token_request(clients, target, &[("grant_type", "client_credentials")]).await
+}
+
+/// `grant_type=password` for the target's user.
+pub async fn password(clients: &Clients, target: &Target) -> Result<TokenResponse, Failure> {
+    token_request(
+        clients,
+        target,
+        &[
+            ("grant_type", "password"),
+            ("username", &target.username),
+            ("password", &target.password),
+            ("scope", "api read_user"),
+        ],
+    )
+    .await
+}
+
+/// `grant_type=refresh_token`; the answer must carry the next refresh token.
+pub async fn refresh(
+    clients: &Clients,
+    target: &Target,
+    refresh_token: &str,
+) -> Result<TokenResponse, Failure> {
+    let tokens = token_request(
+        clients,
+        target,
+        &[
+            ("grant_type", "refresh_token"),
+            ("refresh_token", refresh_token),
+        ],
+    )
+    .await?;
+    if tokens.refresh_token.is_none() {
+        return Err(Failure::new("refresh answer without a refresh_token"));
+    }
+    Ok(tokens)
+}
+
+/// `grant_type=authorization_code` with a code from [`issue_code`].
+pub async fn exchange_code(
+    clients: &Clients,
+    target: &Target,
+    code: &str,
+) -> Result<TokenResponse, Failure> {
+    token_request(
+        clients,
+        target,
+        &[
+            ("grant_type", "authorization_code"),
+            ("code", code),
+            ("redirect_uri", &target.redirect_uri),
+        ],
+    )
+    .await
+}
+
+/// `GET /api/v4/user` with a bearer token.
+pub async fn api_user(clients: &Clients, target: &Target, token: &str) -> Result<(), Failure> {
+    let response = clients
+        .http
+        .get(format!("{}/api/v4/user", target.http_base))
+        .bearer_auth(token)
+        .send()
+        .await
+        .map_err(|e| Failure::new(format!("transport: {e}")))?;
+    let status = response.status();
+    // Read the body whole, as a client would (and so that the connection is reused).
+    let body = response
+        .bytes()
+        .await
+        .map_err(|e| Failure::new(format!("transport: {e}")))?;
+    if !status.is_success() {
+        return Err(Failure::new(format!("HTTP {}", status.as_u16())));
+    }
+    if body.is_empty() {
+        return Err(Failure::new("empty /api/v4/user body"));
+    }
+    Ok(())
+}
+
+/// The user id behind a user access token (`GET /api/v4/user`).
+pub async fn user_id(clients: &Clients, target: &Target, token: &str) -> anyhow::Result<i64> {
+    let value: serde_json::Value = clients
+        .http
+        .get(format!("{}/api/v4/user", target.http_base))
+        .bearer_auth(token)
+        .send()
+        .await?
+        .error_for_status()?
+        .json()
+        .await?;
+    value["id"]
+        .as_i64()
+        .ok_or_else(|| anyhow::anyhow!("/api/v4/user gave no id"))
+}
+
+/// `POST /oauth/introspect` of `token`, the application authenticating with Basic; the
+/// token must come back active.
+pub async fn introspect(clients: &Clients, target: &Target, token: &str) -> Result<(), Failure> {
+    let response = clients
+        .http
+        .post(format!("{}/oauth/introspect", target.http_base))
+        .basic_auth(&target.client_id, Some(&target.client_secret))
+        .form(&[("token", token)])
+        .send()
+        .await
+        .map_err(|e| Failure::new(format!("transport: {e}")))?;
+    let status = response.status();
+    if !status.is_success() {
+        return Err(Failure::new(format!("HTTP {}", status.as_u16())));
+    }
+    #[derive(Deserialize)]
+    struct Active {
+        active: bool,
+    }
+    match response.json::<Active>().await {
+        Ok(Active { active: true }) => Ok(()),
+        Ok(_) => Err(Failure::new("introspection: inactive")),
+        Err(e) => Err(Failure::new(format!("bad introspection answer: {e}"))),
+    }
+}
+
+/// `TokenValidation.Validate` of `token` with the application's Basic credentials; the
+/// token must be active.
+pub async fn grpc_validate(
+    clients: &Clients,
+    channel: Channel,
+    token: &str,
+) -> Result<(), Failure> {
+    let mut client = pb::token_validation_client::TokenValidationClient::new(channel);
+    let mut request = tonic::Request::new(pb::ValidateRequest {
+        token: token.to_owned(),
+        required_scopes: Vec::new(),
+    });
+    request
+        .metadata_mut()
+        .insert("authorization", clients.validate_auth.clone());
+    match client.validate(request).await {
+        Ok(response) => {
+            let response = response.into_inner();
+            if response.active {
+                Ok(())
+            } else {
+                Err(Failure::new(format!(
+                    "inactive: {}",
+                    response.inactive_reason
+                )))
+            }
+        }
+        Err(status) => Err(Failure::new(format!("gRPC {:?}", status.code()))),
+    }
+}
+
+/// Mints an authorization code for the target's user through token-service's
+/// `Authorizations.IssueCode` (what auth-web calls once the user has consented).
+pub async fn issue_code(channel: Channel, target: &Target, user_id: i64) -> anyhow::Result<String> {
+    let mut client = pb::authorizations_client::AuthorizationsClient::new(channel);
+    let mut request = tonic::Request::new(pb::IssueCodeRequest {
+        request: Some(pb::AuthorizationRequest {
+            client_id: target.client_id.clone(),
+            redirect_uri: target.redirect_uri.clone(),
+            response_type: "code".into(),
+            scope: Some("api read_user".into()),
+            ..Default::default()
+        }),
+        user_id,
+        auth_time: std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs() as i64),
+    });
+    if let Some(token) = &target.service_token {
+        request
+            .metadata_mut()
+            .insert("authorization", format!("Bearer {token}").parse()?);
+    }
+    match client.issue_code(request).await?.into_inner().result {
+        Some(pb::issue_code_response::Result::Code(code)) => Ok(code),
+        Some(pb::issue_code_response::Result::Error(e)) => {
+            anyhow::bail!("IssueCode refused: {e:?}")
+        }
+        None => anyhow::bail!("IssueCode gave no answer"),
+    }
+}

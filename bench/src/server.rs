@@ -1,0 +1,344 @@
+//! Starting Doorward for a benchmark: the all-in-one `doorward` binary, or `token-service`
+//! and `auth-web` as two processes, on free loopback ports, against a scratch folder
+//! (SQLite) or a PostgreSQL URL; and seeding it through the operator CLI of the same build.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use serde::Serialize;
+
+use crate::procstat::Watched;
+
+/// How the services run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum Mode {
+    /// One `doorward` process holding both services.
+    AllInOne,
+    /// `token-service` and `auth-web` as separate processes.
+    Split,
+}
+
+/// What to start.
+#[derive(Debug, Clone)]
+pub struct LaunchOptions {
+    /// All-in-one or split.
+    pub mode: Mode,
+    /// The folder holding the `doorward` (or `token-service` and `auth-web`) binaries.
+    pub bin_dir: PathBuf,
+    /// A PostgreSQL URL; `None`: SQLite in the scratch folder.
+    pub database_url: Option<String>,
+    /// Keep the scratch folder (database and logs) after the run.
+    pub keep_scratch: bool,
+    /// `RUST_LOG` for the services (`None`: their default).
+    pub rust_log: Option<String>,
+}
+
+/// A started Doorward; stopped (and its scratch folder removed) when dropped.
+pub struct Launched {
+    /// `http://127.0.0.1:PORT` of auth-web.
+    pub http_base: String,
+    /// `http://127.0.0.1:PORT` of token-service.
+    pub grpc_url: String,
+    /// The processes, for CPU and memory readings.
+    pub watched: Vec<Watched>,
+    /// The scratch folder (database, logs).
+    pub scratch: PathBuf,
+    /// A description of the database (`sqlite` or the PostgreSQL URL without password).
+    pub database: String,
+    children: Vec<Child>,
+    cli_bin: PathBuf,
+    env: Vec<(String, String)>,
+    keep_scratch: bool,
+}
+
+/// A user and an application made by [`seed`].
+#[derive(Debug, Clone, Serialize)]
+pub struct Seeded {
+    /// The user's login.
+    pub username: String,
+    /// Its password.
+    #[serde(skip)]
+    pub password: String,
+    /// Its id.
+    pub user_id: i64,
+    /// The application's client_id.
+    pub client_id: String,
+    /// Its secret.
+    #[serde(skip)]
+    pub client_secret: String,
+    /// A redirect URI registered for it.
+    pub redirect_uri: String,
+}
+
+/// The redirect URI the benchmark application is registered with.
+pub const REDIRECT_URI: &str = "http://127.0.0.1/doorward-bench/callback";
+
+fn free_port() -> anyhow::Result<u16> {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").context("no free port")?;
+    Ok(listener.local_addr()?.port())
+}
+
+fn random_suffix() -> String {
+    format!("{:08x}", rand::random::<u32>())
+}
+
+/// Hides the password of a database URL for the results.
+pub fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let userinfo = &url[scheme + 3..at];
+            match userinfo.split_once(':') {
+                Some((user, _)) => format!("{}{user}:***{}", &url[..scheme + 3], &url[at..]),
+                None => url.to_owned(),
+            }
+        }
+        _ => url.to_owned(),
+    }
+}
+
+impl Launched {
+    /// Creates the scratch folder and the environment, seeds the database through the CLI
+    /// (which creates and migrates it), then starts the services and waits until auth-web
+    /// answers.
+    pub async fn start(options: &LaunchOptions) -> anyhow::Result<(Self, Seeded)> {
+        let (cli_name, names): (&str, &[&str]) = match options.mode {
+            Mode::AllInOne => ("doorward", &["doorward"]),
+            Mode::Split => ("token-service", &["token-service", "auth-web"]),
+        };
+        for name in names {
+            let path = options.bin_dir.join(name);
+            if !path.is_file() {
+                bail!(
+                    "{} is not built: run `cargo build --release --workspace` first (or pass --bin-dir)",
+                    path.display()
+                );
+            }
+        }
+        let scratch = std::env::temp_dir().join(format!("doorward-bench-{}", random_suffix()));
+        std::fs::create_dir_all(&scratch)
+            .with_context(|| format!("could not create {}", scratch.display()))?;
+        let http_port = free_port()?;
+        let grpc_port = free_port()?;
+        let (database_url, database) = match &options.database_url {
+            Some(url) => (url.clone(), redact_url(url)),
+            None => (
+                format!("sqlite://{}", scratch.join("doorward.db").display()),
+                "sqlite".to_owned(),
+            ),
+        };
+        let mut env = vec![
+            ("DATA_DIR".to_owned(), scratch.display().to_string()),
+            ("DATABASE_URL".to_owned(), database_url),
+            (
+                "TOKEN_SERVICE_ADDR".to_owned(),
+                format!("127.0.0.1:{grpc_port}"),
+            ),
+            (
+                "TOKEN_SERVICE_URL".to_owned(),
+                format!("http://127.0.0.1:{grpc_port}"),
+            ),
+            ("AUTH_WEB_ADDR".to_owned(), format!("127.0.0.1:{http_port}")),
+            (
+                "PUBLIC_URL".to_owned(),
+                format!("http://127.0.0.1:{http_port}"),
+            ),
+        ];
+        if let Some(filter) = &options.rust_log {
+            env.push(("RUST_LOG".to_owned(), filter.clone()));
+        }
+        let mut launched = Self {
+            http_base: format!("http://127.0.0.1:{http_port}"),
+            grpc_url: format!("http://127.0.0.1:{grpc_port}"),
+            watched: Vec::new(),
+            scratch,
+            database,
+            children: Vec::new(),
+            cli_bin: options.bin_dir.join(cli_name),
+            env,
+            keep_scratch: options.keep_scratch,
+        };
+        let seeded = seed(&launched)?;
+        for name in names {
+            launched.spawn(&options.bin_dir, name)?;
+        }
+        launched.wait_ready(Duration::from_secs(60)).await?;
+        Ok((launched, seeded))
+    }
+
+    fn spawn(&mut self, bin_dir: &Path, name: &str) -> anyhow::Result<()> {
+        let log = std::fs::File::create(self.scratch.join(format!("{name}.log")))?;
+        let child = Command::new(bin_dir.join(name))
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .spawn()
+            .with_context(|| format!("could not start {name}"))?;
+        self.watched.push(Watched {
+            name: name.to_owned(),
+            pid: child.id(),
+        });
+        self.children.push(child);
+        Ok(())
+    }
+
+    async fn wait_ready(&mut self, limit: Duration) -> anyhow::Result<()> {
+        let started = Instant::now();
+        let http = reqwest::Client::new();
+        let url = format!("{}/.well-known/openid-configuration", self.http_base);
+        loop {
+            for (child, watched) in self.children.iter_mut().zip(&self.watched) {
+                if let Some(status) = child.try_wait()? {
+                    bail!(
+                        "{} exited ({status}) before it was ready; see {}",
+                        watched.name,
+                        self.scratch.join(format!("{}.log", watched.name)).display()
+                    );
+                }
+            }
+            if let Ok(response) = http.get(&url).send().await
+                && response.status().is_success()
+            {
+                // auth-web answers before it has reached token-service in split mode:
+                // the JWKS comes from token-service.
+                let keys = http
+                    .get(format!("{}/oauth/discovery/keys", self.http_base))
+                    .send()
+                    .await;
+                if keys.is_ok_and(|r| r.status().is_success()) {
+                    return Ok(());
+                }
+            }
+            if started.elapsed() > limit {
+                bail!("Doorward did not answer on {url} within {limit:?}");
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Runs an operator command of the same build (with `--json`) and returns the JSON it
+    /// printed on its last line.
+    pub fn cli(&self, args: &[&str], stdin: Option<&str>) -> anyhow::Result<serde_json::Value> {
+        let mut child = Command::new(&self.cli_bin)
+            .args(args)
+            .arg("--json")
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
+            // The CLI only needs the database; it must not bind the services' ports.
+            .env("RUST_LOG", "warn")
+            .stdin(if stdin.is_some() {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            })
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .with_context(|| format!("could not run {}", self.cli_bin.display()))?;
+        if let Some(input) = stdin {
+            use std::io::Write;
+            let mut pipe = child.stdin.take().context("no stdin")?;
+            pipe.write_all(input.as_bytes())?;
+            pipe.write_all(b"\n")?;
+        }
+        let output = child.wait_with_output()?;
+        if !output.status.success() {
+            bail!(
+                "`{} {}` failed: {}",
+                self.cli_bin.display(),
+                args.join(" "),
+                String::from_utf8_lossy(&output.stderr).trim()
+            );
+        }
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        let line = stdout
+            .lines()
+            .rev()
+            .find(|l| l.trim_start().starts_with('{'))
+            .with_context(|| format!("`{}` printed no JSON: {stdout}", args.join(" ")))?;
+        Ok(serde_json::from_str(line)?)
+    }
+}
+
+/// Creates the benchmark's user and a confidential application allowed every grant the
+/// scenarios use, through the operator CLI.
+pub fn seed(launched: &Launched) -> anyhow::Result<Seeded> {
+    let suffix = random_suffix();
+    let username = format!("bench-{suffix}");
+    let password = format!("bench password {suffix} {}", random_suffix());
+    let email = format!("{username}@bench.example");
+    let user = launched.cli(
+        &[
+            "users",
+            "create",
+            "--username",
+            &username,
+            "--email",
+            &email,
+            "--password-stdin",
+        ],
+        Some(&password),
+    )?;
+    let user_id = user["id"].as_i64().context("users create printed no id")?;
+    let app = launched.cli(
+        &[
+            "apps",
+            "create",
+            "--name",
+            "doorward-bench",
+            "--redirect-uri",
+            REDIRECT_URI,
+            "--scopes",
+            "api read_user",
+            "--grant-types",
+            "authorization_code refresh_token client_credentials password",
+        ],
+        None,
+    )?;
+    let client_id = app["uid"].as_str().context("apps create printed no uid")?;
+    let client_secret = app["secret"]
+        .as_str()
+        .context("apps create printed no secret")?;
+    Ok(Seeded {
+        username,
+        password,
+        user_id,
+        client_id: client_id.to_owned(),
+        client_secret: client_secret.to_owned(),
+        redirect_uri: REDIRECT_URI.to_owned(),
+    })
+}
+
+impl Drop for Launched {
+    fn drop(&mut self) {
+        for child in &mut self.children {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        if self.keep_scratch {
+            eprintln!("kept the scratch folder {}", self.scratch.display());
+        } else {
+            let _ = std::fs::remove_dir_all(&self.scratch);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn database_passwords_are_hidden() {
+        assert_eq!(
+            redact_url("postgres://bench:s3cret@127.0.0.1:5432/doorward"),
+            "postgres://bench:***@127.0.0.1:5432/doorward"
+        );
+        assert_eq!(
+            redact_url("postgres://bench@127.0.0.1/doorward"),
+            "postgres://bench@127.0.0.1/doorward"
+        );
+        assert_eq!(redact_url("sqlite"), "sqlite");
+    }
+}

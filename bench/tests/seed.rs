@@ -1,0 +1,151 @@
+//! The harness against a real, short-lived Doorward that it starts itself on a scratch
+//! folder: seeding through the operator CLI, each kind of request, and one tiny run.
+//! No speed is asserted here (benchmarks are not tests); only that the harness works.
+//!
+//! Needs a built `doorward` binary: `target/debug/doorward` (built by `cargo test
+//! --workspace` or `cargo build`), else `target/release/doorward`. Without one the test
+//! says so and does nothing, except under CI, where it fails.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use doorward_bench::ops::{self, Clients, Target};
+use doorward_bench::runner::{self, Pools, Preparation, Scenario};
+use doorward_bench::server::{LaunchOptions, Launched, Mode};
+
+fn bin_dir() -> Option<PathBuf> {
+    let target = doorward_bench::target_dir();
+    ["debug", "release"]
+        .into_iter()
+        .map(|profile| target.join(profile))
+        .find(|dir| dir.join("doorward").is_file())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn seeds_a_started_doorward_and_measures_a_short_run() {
+    let Some(bin_dir) = bin_dir() else {
+        let message =
+            "no doorward binary in target/debug or target/release: run `cargo build` first";
+        if std::env::var_os("CI").is_some() {
+            panic!("{message}");
+        }
+        eprintln!("skipped: {message}");
+        return;
+    };
+    let options = LaunchOptions {
+        mode: Mode::AllInOne,
+        bin_dir,
+        database_url: None,
+        keep_scratch: false,
+        rust_log: Some("warn".into()),
+    };
+    let (launched, seeded) = Launched::start(&options).await.expect("Doorward starts");
+    let scratch = launched.scratch.clone();
+    assert!(
+        scratch.join("doorward.db").is_file(),
+        "SQLite in the scratch folder"
+    );
+    assert_eq!(launched.watched.len(), 1);
+    assert!(seeded.user_id > 0);
+    assert_eq!(
+        seeded.client_id.len(),
+        64,
+        "a client_id as apps create makes them"
+    );
+    assert!(seeded.client_secret.starts_with("dwcs-"));
+
+    let target = Target {
+        http_base: launched.http_base.clone(),
+        grpc_url: launched.grpc_url.clone(),
+        client_id: seeded.client_id.clone(),
+        client_secret: seeded.client_secret.clone(),
+        username: seeded.username.clone(),
+        password: seeded.password.clone(),
+        user_id: Some(seeded.user_id),
+        redirect_uri: seeded.redirect_uri.clone(),
+        service_token: None,
+    };
+    let clients = Clients::connect(&target, 1).await.expect("gRPC connects");
+
+    // Every request kind the scenarios send works on the seeded data.
+    let cc = ops::client_credentials(&clients, &target)
+        .await
+        .expect("client_credentials");
+    assert!(cc.refresh_token.is_none());
+    let by_password = ops::password(&clients, &target)
+        .await
+        .expect("password grant");
+    assert_eq!(
+        ops::user_id(&clients, &target, &by_password.access_token)
+            .await
+            .expect("api/v4/user"),
+        seeded.user_id
+    );
+    let code = ops::issue_code(clients.channel(0), &target, seeded.user_id)
+        .await
+        .expect("IssueCode");
+    let by_code = ops::exchange_code(&clients, &target, &code)
+        .await
+        .expect("code exchange");
+    let refreshed = ops::refresh(&clients, &target, by_code.refresh_token.as_deref().unwrap())
+        .await
+        .expect("refresh");
+    ops::api_user(&clients, &target, &refreshed.access_token)
+        .await
+        .expect("api_user");
+    ops::introspect(&clients, &target, &refreshed.access_token)
+        .await
+        .expect("introspect");
+    ops::grpc_validate(&clients, clients.channel(0), &cc.access_token)
+        .await
+        .expect("validate");
+    // A used code is refused, and the harness reports it as a failure, not a success.
+    let reused = ops::exchange_code(&clients, &target, &code).await;
+    assert_eq!(reused.unwrap_err().0, "HTTP 400 invalid_grant");
+    let bogus = ops::grpc_validate(&clients, clients.channel(0), "not-a-token").await;
+    assert_eq!(bogus.unwrap_err().0, "inactive: invalid");
+
+    // A tiny run of two scenarios: the counts add up and the process was measured.
+    let prep = Preparation {
+        working_set: 20,
+        token_pool: 10,
+        code_rate_hint: 200,
+    };
+    let mut pools = Pools::default();
+    let target = Arc::new(target);
+    for scenario in [
+        Scenario::ClientCredentials,
+        Scenario::AuthorizationCode,
+        Scenario::GrpcValidate,
+    ] {
+        let result = runner::run(
+            scenario,
+            2,
+            Duration::from_millis(100),
+            Duration::from_millis(400),
+            &prep,
+            &mut pools,
+            &clients,
+            &target,
+            &launched.watched,
+        )
+        .await
+        .expect("runs");
+        assert_eq!(result.errors, 0, "{scenario:?}: {:?}", result.error_kinds);
+        assert!(result.requests > 0, "{scenario:?} completed requests");
+        let latency = result.latency.expect("latencies");
+        assert!(latency.p50_ms <= latency.p99_ms && latency.p99_ms <= latency.p999_ms);
+        assert!(latency.p999_ms <= latency.max_ms);
+        let process = &result.processes[0];
+        assert_eq!(process.name, "doorward");
+        assert!(process.cpu_seconds.is_some());
+        assert!(process.idle_rss_kib.is_some_and(|kib| kib > 0));
+        assert!(process.peak_rss_kib.is_some_and(|kib| kib > 0));
+    }
+
+    drop(launched);
+    assert!(!scratch.exists(), "the scratch folder is removed");
+}

@@ -596,3 +596,76 @@ async fn a_revocation_on_one_replica_reaches_the_other_within_the_cache_bound() 
         .execute(&mut admin)
         .unwrap();
 }
+
+/// Issue 6's durability rule: a token that `Exchange` returned survives a `kill -9` of the
+/// token service right after the response. It fails if a token is ever answered before its
+/// row is committed (what a careless group commit or write-behind cache would do). SQLite in
+/// WAL mode with `synchronous = NORMAL` loses nothing when the process dies; only an OS
+/// crash could cost the last commits.
+#[tokio::test]
+async fn a_returned_token_survives_kill_9_of_the_token_service() {
+    use doorward_proto::v1 as pb;
+    let cli = Cli::new();
+    let app = cli.json(
+        &[
+            "apps",
+            "create",
+            "--name",
+            "Machine",
+            "--redirect-uri",
+            "https://machine.example/cb",
+            "--json",
+        ],
+        None,
+    );
+    let credentials = pb::ClientAuthentication {
+        client_id: app["uid"].as_str().unwrap().into(),
+        client_secret: Some(app["secret"].as_str().unwrap().into()),
+        ..Default::default()
+    };
+    let addr = free_addr();
+    let mut replica = Replica::start(&cli.database_url, &addr, 5);
+    let mut tokens = pb::token_service_client::TokenServiceClient::new(connect(&addr).await);
+    let mut issued = Vec::new();
+    for _ in 0..20 {
+        let answer = tokens
+            .exchange(pb::ExchangeRequest {
+                grant_type: "client_credentials".into(),
+                client: Some(credentials.clone()),
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        let Some(pb::exchange_response::Result::Tokens(set)) = answer.result else {
+            panic!("no tokens: {answer:?}");
+        };
+        issued.push(set.access_token);
+    }
+    // SIGKILL right after the last response: no shutdown, no checkpoint.
+    replica.0.kill().unwrap();
+    replica.0.wait().unwrap();
+    drop(replica);
+
+    let addr = free_addr();
+    let _restarted = Replica::start(&cli.database_url, &addr, 5);
+    let mut tokens = pb::token_service_client::TokenServiceClient::new(connect(&addr).await);
+    for token in issued {
+        let answer = tokens
+            .introspect(pb::IntrospectRequest {
+                client: Some(credentials.clone()),
+                token,
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        assert!(
+            matches!(
+                answer.result,
+                Some(pb::introspect_response::Result::Introspection(ref i)) if i.active
+            ),
+            "a token returned before the kill is still known: {answer:?}"
+        );
+    }
+}

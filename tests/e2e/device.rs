@@ -15,6 +15,7 @@ both_backends!(
     sec_dv_02_wrong_user_codes_are_throttled,
     sec_dv_05_the_user_must_sign_in_and_approve_explicitly,
     authorize_device_refuses_bad_requests,
+    sec_rl_03_secret_guessing_at_authorize_device_is_throttled,
 );
 
 const DEVICE_GRANT: &str = "urn:ietf:params:oauth:grant-type:device_code";
@@ -386,4 +387,57 @@ async fn authorize_device_refuses_bad_requests(backend: Backend) {
         .await
         .unwrap();
     assert_eq!(get.status(), 405);
+}
+
+/// SEC-RL-03 at the device authorization endpoint: the same counters as the token endpoint,
+/// so guesses cannot move from one endpoint to the other.
+async fn sec_rl_03_secret_guessing_at_authorize_device_is_throttled(backend: Backend) {
+    let (app, _) = spawn(backend).await;
+    let client = app.create_client("read_user", true, false).await;
+    let guess = |app: &TestApp| {
+        app.http
+            .post(app.url("/oauth/authorize_device"))
+            .basic_auth(&client.id, Some("dwcs-guess"))
+            .form(&[("scope", "read_user")])
+            .send()
+    };
+    let mut statuses = Vec::new();
+    for _ in 0..10 {
+        statuses.push(guess(&app).await.unwrap().status().as_u16());
+    }
+    // Ten more at the token endpoint reach the limit of 20 failures.
+    let wrong = TestClient {
+        id: client.id.clone(),
+        secret: "dwcs-guess".into(),
+    };
+    for _ in 0..10 {
+        let response = app
+            .token_basic(&wrong, &[("grant_type", "client_credentials")])
+            .await;
+        statuses.push(response.status().as_u16());
+    }
+    assert!(statuses.iter().all(|s| *s == 401), "{statuses:?}");
+    let refused = guess(&app).await.unwrap();
+    assert_eq!(refused.status(), 429);
+    assert!(refused.headers().contains_key("retry-after"));
+    // Refused before comparing: even the right secret waits for the window.
+    let right = app
+        .http
+        .post(app.url("/oauth/authorize_device"))
+        .basic_auth(&client.id, Some(&client.secret))
+        .form(&[("scope", "read_user")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(right.status(), 429);
+    app.clock.advance(301);
+    let right = app
+        .http
+        .post(app.url("/oauth/authorize_device"))
+        .basic_auth(&client.id, Some(&client.secret))
+        .form(&[("scope", "read_user")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(right.status(), 200);
 }

@@ -74,6 +74,21 @@ pub async fn start(
     state: &AppState,
     request: pb::StartDeviceAuthorizationRequest,
 ) -> Result<pb::DeviceAuthorization, GrantError> {
+    let client = request.client.clone();
+    let context = request.context.clone();
+    grants::client_auth_throttled(
+        state,
+        client.as_ref(),
+        context.as_ref(),
+        start_unthrottled(state, request),
+    )
+    .await
+}
+
+async fn start_unthrottled(
+    state: &AppState,
+    request: pb::StartDeviceAuthorizationRequest,
+) -> Result<pb::DeviceAuthorization, GrantError> {
     let state2 = state.clone();
     state
         .db(move |conn| {

@@ -30,16 +30,31 @@ pub async fn exchange(
     state: &AppState,
     request: pb::ExchangeRequest,
 ) -> Result<pb::TokenSet, GrantError> {
-    let secret_holder = request
-        .client
-        .as_ref()
+    let client = request.client.clone();
+    let context = request.context.clone();
+    client_auth_throttled(
+        state,
+        client.as_ref(),
+        context.as_ref(),
+        dispatch(state, request),
+    )
+    .await
+}
+
+/// Runs `work` (which authenticates `client`) under the client-authentication throttle
+/// (SEC-RL-03): a client that presents a secret and failed too often from this IP is
+/// refused with 429 before `work` runs, and a failure of `work` with `invalid_client` is
+/// counted. Used by the token endpoint and the device authorization endpoint.
+pub async fn client_auth_throttled<T>(
+    state: &AppState,
+    client: Option<&pb::ClientAuthentication>,
+    context: Option<&pb::RequestContext>,
+    work: impl std::future::Future<Output = Result<T, GrantError>>,
+) -> Result<T, GrantError> {
+    let secret_holder = client
         .filter(|c| c.client_secret.is_some())
-        .map(|c| format!("client:{}", c.client_id));
-    let ip = request
-        .context
-        .as_ref()
-        .map(|c| c.client_ip.clone())
-        .unwrap_or_default();
+        .map(|c| throttle_account(&c.client_id));
+    let ip = context.map(|c| c.client_ip.clone()).unwrap_or_default();
     if let Some(holder) = &secret_holder
         && let Err(retry_after) = state.client_throttle.check(holder, &ip, state.now())
     {
@@ -51,7 +66,7 @@ pub async fn exchange(
         failure.retry_after_seconds = retry_after;
         return Err(failure.into());
     }
-    let result = dispatch(state, request).await;
+    let result = work.await;
     if let Some(holder) = &secret_holder
         && matches!(&result, Err(GrantError::OAuth(f)) if f.code == ErrorCode::InvalidClient)
     {
@@ -60,6 +75,11 @@ pub async fn exchange(
             .record_failure(holder, &ip, state.now());
     }
     result
+}
+
+/// The client-authentication throttle's "account" for a client_id.
+pub fn throttle_account(client_id: &str) -> String {
+    format!("client:{client_id}")
 }
 
 async fn dispatch(

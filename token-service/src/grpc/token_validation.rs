@@ -123,7 +123,8 @@ async fn authenticate_caller(
         return Err(unauthenticated());
     };
     let ip = remote.map(|a| a.ip().to_string()).unwrap_or_default();
-    if state.client_throttle.check(&client_id, &ip, now).is_err() {
+    let account = crate::grants::throttle_account(&client_id);
+    if state.client_throttle.check(&account, &ip, now).is_err() {
         tracing::warn!(target: "audit", event = "client_authentication_throttled", client_ip = %ip, "too many failed resource-server authentications");
         return Err(Status::unauthenticated(
             "Too many failed authentications. Try again later.",
@@ -146,7 +147,7 @@ async fn authenticate_caller(
         .await
         .map_err(Status::from)?;
     if !authenticated {
-        state.client_throttle.record_failure(&client_id, &ip, now);
+        state.client_throttle.record_failure(&account, &ip, now);
         tracing::warn!(target: "audit", event = "resource_server_authentication_failed", client_ip = %ip, "a TokenValidation caller presented wrong credentials");
         return Err(unauthenticated());
     }

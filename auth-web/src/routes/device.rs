@@ -15,12 +15,13 @@ use doorward_proto::v1 as pb;
 use serde_json::json;
 
 use crate::client_auth;
-use crate::error::{Challenge, OAuthError, no_store};
+use crate::error::{OAuthError, no_store};
 use crate::pages::{self, describe_scope, render};
+use crate::params::Params;
 use crate::routes::account::require_user;
 use crate::routes::authorize::owner_name;
 use crate::routes::sign_in::page_form;
-use crate::routes::token::back_channel_params;
+use crate::routes::token::{back_channel_answer, back_channel_params};
 use crate::session::{self, SessionUser};
 use crate::startup::WebState;
 
@@ -101,19 +102,11 @@ async fn start(
         .await
         .map_err(|status| OAuthError::from_status(&status))?
         .into_inner();
-    match response.result {
-        Some(pb::start_device_authorization_response::Result::Authorization(a)) => Ok(a),
-        Some(pb::start_device_authorization_response::Result::Error(error)) => {
-            let mut err = OAuthError::from_proto(error);
-            if err.code == "invalid_client" && credentials.used_basic {
-                err = err.challenge(Challenge::Basic);
-            }
-            Err(err)
-        }
-        None => Err(OAuthError::from_status(&tonic::Status::internal(
-            "empty response",
-        ))),
-    }
+    let answer = response.result.map(|result| match result {
+        pb::start_device_authorization_response::Result::Authorization(a) => Ok(a),
+        pb::start_device_authorization_response::Result::Error(error) => Err(error),
+    });
+    back_channel_answer(answer, credentials.used_basic)
 }
 
 fn entry_page(
@@ -184,6 +177,18 @@ fn refused(session: &Session, user: &SessionUser, error: pb::OAuthError) -> Http
     entry_page(session, user, status, "", Some(message))
 }
 
+/// The signed-in user and the page form they posted (CSRF checked), or the page to answer.
+async fn signed_in_form(
+    req: &HttpRequest,
+    payload: web::Payload,
+    session: &Session,
+    state: &WebState,
+) -> Result<(SessionUser, Params), HttpResponse> {
+    let user = require_user(req, session, state).map_err(|to_sign_in| *to_sign_in)?;
+    let params = page_form(req, payload, session).await?;
+    Ok((user, params))
+}
+
 /// `POST /oauth/device`: looks the code up and shows what the device asks for.
 pub async fn submit(
     req: HttpRequest,
@@ -191,12 +196,8 @@ pub async fn submit(
     session: Session,
     state: web::Data<WebState>,
 ) -> HttpResponse {
-    let user = match require_user(&req, &session, &state) {
-        Ok(user) => user,
-        Err(to_sign_in) => return *to_sign_in,
-    };
-    let params = match page_form(&req, payload, &session).await {
-        Ok(params) => params,
+    let (user, params) = match signed_in_form(&req, payload, &session, &state).await {
+        Ok(found) => found,
         Err(page) => return page,
     };
     let user_code = params.owned("user_code").unwrap_or_default();
@@ -268,12 +269,8 @@ pub async fn decide(
     session: Session,
     state: web::Data<WebState>,
 ) -> HttpResponse {
-    let user = match require_user(&req, &session, &state) {
-        Ok(user) => user,
-        Err(to_sign_in) => return *to_sign_in,
-    };
-    let params = match page_form(&req, payload, &session).await {
-        Ok(params) => params,
+    let (user, params) = match signed_in_form(&req, payload, &session, &state).await {
+        Ok(found) => found,
         Err(page) => return page,
     };
     let approve = match params.get("decision") {

@@ -57,11 +57,24 @@ async fn exchange(
         .await
         .map_err(|status| OAuthError::from_status(&status))?
         .into_inner();
-    match response.result {
-        Some(pb::exchange_response::Result::Tokens(tokens)) => Ok(tokens),
-        Some(pb::exchange_response::Result::Error(error)) => {
+    let answer = response.result.map(|result| match result {
+        pb::exchange_response::Result::Tokens(tokens) => Ok(tokens),
+        pb::exchange_response::Result::Error(error) => Err(error),
+    });
+    back_channel_answer(answer, credentials.used_basic)
+}
+
+/// The answer of a back-channel RPC: its value, or its OAuth error (with the Basic challenge
+/// of RFC 6749 §5.2 when the client authenticated with Basic); an empty answer is a 500.
+pub fn back_channel_answer<T>(
+    answer: Option<Result<T, pb::OAuthError>>,
+    used_basic: bool,
+) -> Result<T, OAuthError> {
+    match answer {
+        Some(Ok(value)) => Ok(value),
+        Some(Err(error)) => {
             let mut err = OAuthError::from_proto(error);
-            if err.code == "invalid_client" && credentials.used_basic {
+            if err.code == "invalid_client" && used_basic {
                 err = err.challenge(Challenge::Basic);
             }
             Err(err)

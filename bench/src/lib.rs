@@ -9,6 +9,7 @@
 pub mod floor;
 pub mod machine;
 pub mod ops;
+pub mod pgstats;
 pub mod procstat;
 pub mod report;
 pub mod runner;
@@ -25,9 +26,10 @@ use anyhow::Context;
 use crate::floor::FloorCosts;
 use crate::machine::Machine;
 use crate::ops::{Clients, Target};
+use crate::pgstats::PgProbe;
 use crate::procstat::Watched;
 use crate::report::{FloorReport, Results, SCHEMA, Setup};
-use crate::runner::{Pools, Preparation, Scenario};
+use crate::runner::{Pools, Preparation, RunResult, Scenario};
 use crate::server::{LaunchOptions, Launched};
 
 /// The workspace this crate was built in.
@@ -111,8 +113,14 @@ pub fn floor_report(criterion_dir: &std::path::Path, scenarios: &[Scenario]) -> 
     }
 }
 
-/// Runs the plan; `progress` gets one line per finished run.
-pub async fn execute(plan: &Plan, mut progress: impl FnMut(&str)) -> anyhow::Result<Results> {
+/// Runs the plan; `progress` gets one line per finished run, and `finished` the results
+/// so far after each run (so that they can be written at once: an interrupted run keeps
+/// what it measured).
+pub async fn execute(
+    plan: &Plan,
+    mut progress: impl FnMut(&str),
+    mut finished: impl FnMut(&Results),
+) -> anyhow::Result<Results> {
     let machine = Machine::detect();
     let (launched, target, watched, mode, database, bin_dir) = match &plan.under {
         Under::Launch(options) => {
@@ -130,6 +138,7 @@ pub async fn execute(plan: &Plan, mut progress: impl FnMut(&str)) -> anyhow::Res
                 username: seeded.username,
                 password: seeded.password,
                 user_id: Some(seeded.user_id),
+                code_user_ids: seeded.code_user_ids,
                 redirect_uri: seeded.redirect_uri,
                 service_token: None,
             };
@@ -161,6 +170,34 @@ pub async fn execute(plan: &Plan, mut progress: impl FnMut(&str)) -> anyhow::Res
         .await
         .context("could not connect to token-service's gRPC port")?;
     let target = Arc::new(target);
+    let pg = launched.as_ref().and_then(|l| l.pg.clone());
+    let probe = match &pg {
+        Some(pg) => match PgProbe::new(&pg.admin_url, &pg.name).await {
+            Ok(probe) => Some(probe),
+            Err(e) => {
+                progress(&format!(
+                    "PostgreSQL's counters will not be read (through psql): {e}"
+                ));
+                None
+            }
+        },
+        None => None,
+    };
+    let server_env: BTreeMap<String, String> = launched
+        .as_ref()
+        .map(|l| l.server_env.iter().cloned().collect())
+        .unwrap_or_default();
+    let setup = |runs: &[RunResult], harness_cpu: f64| Setup {
+        mode: mode.clone(),
+        database: database.clone(),
+        http_base: target.http_base.clone(),
+        grpc_url: target.grpc_url.clone(),
+        bin_dir: bin_dir.clone(),
+        grpc_channels: clients.channels.len(),
+        preparation: plan.preparation.clone(),
+        server_env: server_env.clone(),
+        harness_cpu_seconds: Some(harness_cpu).filter(|_| !runs.is_empty()),
+    };
     let mut pools = Pools::default();
     let floor = floor_report(&plan.criterion_dir, &plan.scenarios);
     let mut runs = Vec::new();
@@ -178,16 +215,18 @@ pub async fn execute(plan: &Plan, mut progress: impl FnMut(&str)) -> anyhow::Res
                 &clients,
                 &target,
                 &watched,
+                probe.as_ref(),
             )
             .await?;
             if let (Some(a), Some(b)) = (before, harness_cpu_seconds()) {
                 harness_cpu += b - a;
             }
-            result.db_statements_note = if database == "sqlite" {
-                "not measured (SQLite keeps no statement counters)".into()
-            } else {
-                "not measured (pg_stat_statements is not enabled)".into()
-            };
+            if database == "sqlite" {
+                result.db_statements_note =
+                    "not measured (SQLite keeps no statement counters)".into();
+            } else if probe.is_none() {
+                result.db_statements_note = "not measured (PostgreSQL's counters could not be read through psql, or the server is external)".into();
+            }
             result.floor_fraction = floor
                 .scenarios
                 .get(scenario.name())
@@ -195,25 +234,24 @@ pub async fn execute(plan: &Plan, mut progress: impl FnMut(&str)) -> anyhow::Res
                 .flatten()
                 .map(|f| result.requests_per_second / f.rate_per_second);
             progress(&format!(
-                "{} c={}: {:.0} req/s, {} errors",
+                "{} c={}: {:.0} req/s, {} errors{}",
                 scenario.name(),
                 concurrency,
                 result.requests_per_second,
-                result.errors
+                result.errors,
+                report::error_summary(&result)
             ));
             runs.push(result);
+            finished(&Results {
+                schema: SCHEMA,
+                machine: machine.clone(),
+                setup: setup(&runs, harness_cpu),
+                floor: floor.clone(),
+                runs: runs.clone(),
+            });
         }
     }
-    let setup = Setup {
-        mode,
-        database,
-        http_base: target.http_base.clone(),
-        grpc_url: target.grpc_url.clone(),
-        bin_dir,
-        grpc_channels: clients.channels.len(),
-        preparation: plan.preparation.clone(),
-        harness_cpu_seconds: Some(harness_cpu).filter(|_| !runs.is_empty()),
-    };
+    let setup = setup(&runs, harness_cpu);
     drop(launched);
     Ok(Results {
         schema: SCHEMA,

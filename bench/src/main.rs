@@ -63,6 +63,19 @@ struct RunArgs {
     /// Expected authorization_code exchanges per second (sizes the codes minted per run).
     #[arg(long, default_value_t = 5_000)]
     code_rate_hint: u64,
+    /// Seconds one request may wait for its answer before it counts as an error.
+    #[arg(long, default_value_t = 10.0)]
+    request_timeout: f64,
+    /// Seconds the preparation of one run may take (minting codes, filling token pools);
+    /// past it, authorization_code runs with the codes minted so far, and other scenarios
+    /// are reported as failed.
+    #[arg(long, default_value_t = 120.0)]
+    prepare_timeout: f64,
+    /// Configuration for the started services, as KEY=VALUE (repeatable), for example
+    /// DOORWARD_PASSWORDS__MAX_QUEUED_HASHES=8. The harness lifts the sign-in throttle
+    /// by default (see bench/README.md); this overrides that too.
+    #[arg(long = "server-env", value_parser = parse_env)]
+    server_env: Vec<(String, String)>,
     /// gRPC channels (HTTP/2 connections) the workers share.
     #[arg(long, default_value_t = 2)]
     grpc_channels: usize,
@@ -134,6 +147,32 @@ fn parse_pid(value: &str) -> Result<Watched, String> {
     })
 }
 
+/// Users to seed for minting codes: one per authorization_code run, one for the token
+/// pool of api_user and introspect.
+fn code_users(scenarios: &[Scenario], levels: usize) -> usize {
+    let wants = |s: Scenario| scenarios.is_empty() || scenarios.contains(&s);
+    let mut n = 0;
+    if wants(Scenario::AuthorizationCode) {
+        n += levels;
+    }
+    if wants(Scenario::ApiUser) || wants(Scenario::Introspect) {
+        n += 1;
+    }
+    n
+}
+
+fn parse_env(value: &str) -> Result<(String, String), String> {
+    let (key, value) = value
+        .split_once('=')
+        .ok_or_else(|| "expected KEY=VALUE".to_owned())?;
+    if !key.starts_with("DOORWARD_") && key != "RUST_LOG" {
+        return Err(format!(
+            "{key}: only DOORWARD_* configuration (and RUST_LOG) can be set this way"
+        ));
+    }
+    Ok((key.to_owned(), value.to_owned()))
+}
+
 fn seconds(value: f64, what: &str) -> anyhow::Result<Duration> {
     if !(value.is_finite() && value >= 0.0) {
         bail!("--{what} must be a number of seconds");
@@ -157,6 +196,7 @@ fn plan(args: RunArgs) -> anyhow::Result<(Plan, PathBuf)> {
                     username: e.username.unwrap_or_default(),
                     password: e.password.unwrap_or_default(),
                     user_id: None,
+                    code_user_ids: Vec::new(),
                     redirect_uri: need(e.redirect_uri, "redirect-uri")?,
                     service_token: e.service_token,
                 },
@@ -169,6 +209,8 @@ fn plan(args: RunArgs) -> anyhow::Result<(Plan, PathBuf)> {
             database_url: args.database_url,
             keep_scratch: args.keep_scratch,
             rust_log: args.rust_log,
+            server_env: args.server_env,
+            code_users: code_users(&args.scenario, args.concurrency.len()),
         }),
     };
     let scenarios = if args.scenario.is_empty() {
@@ -193,6 +235,12 @@ fn plan(args: RunArgs) -> anyhow::Result<(Plan, PathBuf)> {
                 working_set: args.working_set.max(1),
                 token_pool: args.token_pool.max(1),
                 code_rate_hint: args.code_rate_hint,
+                request_timeout_s: seconds(args.request_timeout, "request-timeout")?
+                    .as_secs_f64()
+                    .max(0.001),
+                prepare_timeout_s: seconds(args.prepare_timeout, "prepare-timeout")?
+                    .as_secs_f64()
+                    .max(0.001),
             },
             grpc_channels: args.grpc_channels.max(1),
             criterion_dir: args
@@ -224,10 +272,51 @@ fn main() -> std::process::ExitCode {
     }
 }
 
+/// Resolves on Ctrl-C or SIGTERM.
+async fn interrupted() -> &'static str {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => tokio::select! {
+                _ = tokio::signal::ctrl_c() => "interrupted (Ctrl-C)",
+                _ = term.recv() => "terminated (SIGTERM)",
+            },
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+                "interrupted (Ctrl-C)"
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+        "interrupted (Ctrl-C)"
+    }
+}
+
 async fn run(args: RunArgs) -> anyhow::Result<bool> {
     let (plan, results_dir) = plan(args)?;
-    let results = doorward_bench::execute(&plan, |line| eprintln!("{line}")).await?;
-    let written = results.write(&results_dir, &machine::file_stamp())?;
+    let stamp = machine::file_stamp();
+    // The results so far are written after every run, so that an interrupted or failed
+    // invocation keeps what it measured.
+    let write_so_far = |so_far: &doorward_bench::report::Results| {
+        if let Err(e) = so_far.write(&results_dir, &stamp) {
+            eprintln!(
+                "warning: could not write the results to {}: {e:#}",
+                results_dir.display()
+            );
+        }
+    };
+    // On a signal, dropping `execute` stops the services it started and removes their
+    // scratch folder and database; what was measured is already written.
+    let results = tokio::select! {
+        results = doorward_bench::execute(&plan, |line| eprintln!("{line}"), write_so_far) => results?,
+        why = interrupted() => {
+            anyhow::bail!("{why}; the runs finished so far are in {}", results_dir.display())
+        }
+    };
+    let written = results.write(&results_dir, &stamp)?;
     println!(
         "{} · {} cores · {} · {} · {}",
         results.machine.cpu_model,

@@ -24,6 +24,12 @@ pub struct Target {
     pub password: String,
     /// Its id (`None`: learnt from `/api/v4/user`).
     pub user_id: Option<i64>,
+    /// Users that only ever get minted codes, one for each run that mints many. The
+    /// consent check behind `Authorizations.IssueCode` reads every live token of the user,
+    /// so minting for the main user (who holds the tokens of every earlier scenario) slows
+    /// down as they pile up: 4,000 codes/s on a fresh user, 300/s with 13,000 tokens.
+    /// Empty: the main user.
+    pub code_user_ids: Vec<i64>,
     /// A redirect URI registered for the application.
     pub redirect_uri: String,
     /// token-service's `SERVICE_TOKEN`, when it requires one for internal RPCs.
@@ -40,6 +46,47 @@ impl Failure {
     }
 }
 
+/// The kind of an HTTP error answer: the status, the OAuth `error` code and
+/// `error_description` of a JSON body (RFC 6749 §5.2), and whether `Retry-After` was set,
+/// as in `HTTP 429 invalid_grant, Retry-After: "Too many failed sign-in attempts."`.
+/// Only fixed parts of the answer go in (not the `Retry-After` seconds), so that equal
+/// errors group together.
+pub fn describe_http_error(status: u16, retry_after: bool, body: &str) -> String {
+    let mut kind = format!("HTTP {status}");
+    let json = serde_json::from_str::<serde_json::Value>(body).ok();
+    let field = |name: &str| {
+        json.as_ref()
+            .and_then(|v| v[name].as_str())
+            .map(|s| s.chars().take(120).collect::<String>())
+    };
+    if let Some(code) = field("error") {
+        kind.push(' ');
+        kind.push_str(&code);
+    }
+    if retry_after {
+        kind.push_str(", Retry-After");
+    }
+    match field("error_description") {
+        Some(description) => kind.push_str(&format!(": {description:?}")),
+        None if json.is_none() && !body.trim().is_empty() => {
+            let text: String = body.trim().chars().take(80).collect();
+            kind.push_str(&format!(": {text:?}"));
+        }
+        None => {}
+    }
+    kind
+}
+
+/// Reads an error answer whole and describes it (see [`describe_http_error`]).
+async fn http_failure(response: reqwest::Response) -> Failure {
+    let status = response.status().as_u16();
+    let retry_after = response
+        .headers()
+        .contains_key(reqwest::header::RETRY_AFTER);
+    let body = response.text().await.unwrap_or_default();
+    Failure(describe_http_error(status, retry_after, &body))
+}
+
 /// The fields of a token response the scenarios use.
 #[derive(Debug, Clone, Deserialize)]
 pub struct TokenResponse {
@@ -48,6 +95,9 @@ pub struct TokenResponse {
     /// The refresh token, if any.
     pub refresh_token: Option<String>,
 }
+
+/// How long a connection may take to open, on loopback.
+const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// The HTTP and gRPC clients of one benchmark.
 #[derive(Clone)]
@@ -66,11 +116,14 @@ impl Clients {
         let http = reqwest::Client::builder()
             .pool_max_idle_per_host(1_024)
             .tcp_nodelay(true)
+            // Requests themselves are bounded by the runner (`--request-timeout`).
+            .connect_timeout(CONNECT_TIMEOUT)
             .build()?;
         let mut list = Vec::with_capacity(channels.max(1));
         for _ in 0..channels.max(1) {
             let channel = Channel::from_shared(target.grpc_url.clone())?
                 .tcp_nodelay(true)
+                .connect_timeout(CONNECT_TIMEOUT)
                 .connect()
                 .await?;
             list.push(channel);
@@ -103,14 +156,8 @@ async fn token_request(
         .send()
         .await
         .map_err(|e| Failure::new(format!("transport: {e}")))?;
-    let status = response.status();
-    if !status.is_success() {
-        let body = response.text().await.unwrap_or_default();
-        let error = serde_json::from_str::<serde_json::Value>(&body)
-            .ok()
-            .and_then(|v| v["error"].as_str().map(str::to_owned))
-            .unwrap_or_default();
-        return Err(Failure::new(format!("HTTP {} {error}", status.as_u16())));
+    if !response.status().is_success() {
+        return Err(http_failure(response).await);
     }
     response
         .json::<TokenResponse>()
@@ -189,15 +236,14 @@ pub async fn api_user(clients: &Clients, target: &Target, token: &str) -> Result
         .send()
         .await
         .map_err(|e| Failure::new(format!("transport: {e}")))?;
-    let status = response.status();
+    if !response.status().is_success() {
+        return Err(http_failure(response).await);
+    }
     // Read the body whole, as a client would (and so that the connection is reused).
     let body = response
         .bytes()
         .await
         .map_err(|e| Failure::new(format!("transport: {e}")))?;
-    if !status.is_success() {
-        return Err(Failure::new(format!("HTTP {}", status.as_u16())));
-    }
     if body.is_empty() {
         return Err(Failure::new("empty /api/v4/user body"));
     }
@@ -231,9 +277,8 @@ pub async fn introspect(clients: &Clients, target: &Target, token: &str) -> Resu
         .send()
         .await
         .map_err(|e| Failure::new(format!("transport: {e}")))?;
-    let status = response.status();
-    if !status.is_success() {
-        return Err(Failure::new(format!("HTTP {}", status.as_u16())));
+    if !response.status().is_success() {
+        return Err(http_failure(response).await);
     }
     #[derive(Deserialize)]
     struct Active {
@@ -273,7 +318,11 @@ pub async fn grpc_validate(
                 )))
             }
         }
-        Err(status) => Err(Failure::new(format!("gRPC {:?}", status.code()))),
+        Err(status) => Err(Failure::new(format!(
+            "gRPC {:?}: {:?}",
+            status.code(),
+            status.message()
+        ))),
     }
 }
 
@@ -305,5 +354,28 @@ pub async fn issue_code(channel: Channel, target: &Target, user_id: i64) -> anyh
             anyhow::bail!("IssueCode refused: {e:?}")
         }
         None => anyhow::bail!("IssueCode gave no answer"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn http_errors_are_grouped_by_status_code_and_description() {
+        let throttled = r#"{"error":"invalid_grant","error_description":"Too many failed sign-in attempts. Try again later."}"#;
+        assert_eq!(
+            describe_http_error(429, true, throttled),
+            r#"HTTP 429 invalid_grant, Retry-After: "Too many failed sign-in attempts. Try again later.""#
+        );
+        assert_eq!(
+            describe_http_error(503, false, r#"{"error":"temporarily_unavailable"}"#),
+            "HTTP 503 temporarily_unavailable"
+        );
+        assert_eq!(describe_http_error(502, false, ""), "HTTP 502");
+        assert_eq!(
+            describe_http_error(500, false, "oops\n"),
+            r#"HTTP 500: "oops""#
+        );
     }
 }

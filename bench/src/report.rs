@@ -30,8 +30,11 @@ pub struct Setup {
     pub bin_dir: Option<String>,
     /// gRPC channels the workers share.
     pub grpc_channels: usize,
-    /// Sizes of what was prepared.
+    /// Sizes of what was prepared, and the time limits.
     pub preparation: Preparation,
+    /// Configuration the harness gave the services it started (`DOORWARD_*` variables),
+    /// beyond addresses and the database; empty for an external target.
+    pub server_env: BTreeMap<String, String>,
     /// The harness runs on the same cores as the server: its own CPU seconds over all runs
     /// (preparation included), so that readers can judge how much it took from the server.
     pub harness_cpu_seconds: Option<f64>,
@@ -153,8 +156,29 @@ impl Results {
                 procs,
                 floor
             );
+            let attempts = run.requests + run.errors;
             for (kind, n) in &run.error_kinds {
-                let _ = writeln!(out, "    error x{n}: {kind}");
+                let _ = writeln!(
+                    out,
+                    "    error x{n} ({} of requests): {kind}",
+                    share(*n, attempts)
+                );
+            }
+            for (kind, n) in &run.warmup_error_kinds {
+                let _ = writeln!(out, "    warm-up error x{n}: {kind}");
+            }
+            if let Some(db) = &run.db_per_request {
+                let _ = writeln!(
+                    out,
+                    "    database per request: {} statements, {:.2} transactions, rows {:.2} inserted, {:.2} updated, {:.2} deleted, {:.2} fetched, {:.1} returned",
+                    db.statements.map_or("?".to_owned(), |n| format!("{n:.2}")),
+                    db.transactions,
+                    db.rows_inserted,
+                    db.rows_updated,
+                    db.rows_deleted,
+                    db.rows_fetched,
+                    db.rows_returned
+                );
             }
             for note in &run.notes {
                 let _ = writeln!(out, "    note: {note}");
@@ -324,6 +348,29 @@ impl Results {
     }
 }
 
+/// `n` as a percentage of `of`, with one decimal (`<0.1%` for a few in many).
+fn share(n: u64, of: u64) -> String {
+    let percent = 100.0 * n as f64 / of.max(1) as f64;
+    if n > 0 && percent < 0.1 {
+        "<0.1%".to_owned()
+    } else {
+        format!("{percent:.1}%")
+    }
+}
+
+/// The errors of a run in a few words, for the progress line: `""` when there were none,
+/// else the commonest kind and its count.
+pub fn error_summary(run: &RunResult) -> String {
+    match run.error_kinds.iter().max_by_key(|(_, n)| **n) {
+        Some((kind, n)) if run.error_kinds.len() == 1 => format!(" ({n} x {kind})"),
+        Some((kind, n)) => format!(
+            " (most: {n} x {kind}; {} kinds, see the table)",
+            run.error_kinds.len()
+        ),
+        None => String::new(),
+    }
+}
+
 /// The decades (powers of ten) that hold every rate: at least one decade, from at least 1.
 pub fn decades(rates: &[f64]) -> (i32, i32) {
     let min = rates.iter().copied().fold(f64::INFINITY, f64::min);
@@ -374,6 +421,7 @@ mod tests {
                 BTreeMap::new()
             },
             warmup_errors: 0,
+            warmup_error_kinds: BTreeMap::new(),
             requests_per_second: rps,
             latency: LatencySummary::of(vec![1_000_000, 2_000_000, 3_000_000]),
             processes: vec![ProcessUsage {
@@ -386,6 +434,7 @@ mod tests {
                 peak_rss_kib: Some(40_000),
                 peak_rss_reset: true,
             }],
+            db_per_request: None,
             db_statements_per_request: None,
             db_statements_note: "not measured".into(),
             notes: Vec::new(),
@@ -414,7 +463,10 @@ mod tests {
                     working_set: 10_000,
                     token_pool: 1_000,
                     code_rate_hint: 5_000,
+                    request_timeout_s: 10.0,
+                    prepare_timeout_s: 120.0,
                 },
+                server_env: BTreeMap::new(),
                 harness_cpu_seconds: Some(3.0),
             },
             floor: FloorReport {
@@ -513,7 +565,7 @@ mod tests {
     fn table_reports_errors_and_missing_floor() {
         let table = results().table();
         assert!(table.contains("client_credentials"));
-        assert!(table.contains("error x3: HTTP 503"));
+        assert!(table.contains("error x3 (<0.1% of requests): HTTP 503"));
         assert!(table.contains("floor: missing"));
         assert!(table.contains("database statements per request: not measured"));
     }

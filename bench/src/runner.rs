@@ -11,6 +11,7 @@ use futures::stream::{self, StreamExt, TryStreamExt};
 use serde::Serialize;
 
 use crate::ops::{self, Clients, Failure, Target};
+use crate::pgstats::{DbPerRequest, PgProbe};
 use crate::procstat::{self, ProcessUsage, Watched};
 use crate::stats::{self, LatencySummary};
 
@@ -61,7 +62,7 @@ impl Scenario {
     }
 }
 
-/// Sizes of what is prepared before the timed phase.
+/// Sizes of what is prepared before the timed phase, and the time limits of a run.
 #[derive(Debug, Clone, Serialize)]
 pub struct Preparation {
     /// Distinct live tokens that `grpc_validate` cycles through.
@@ -71,15 +72,41 @@ pub struct Preparation {
     /// Expected authorization_code exchanges per second: codes minted per run are this
     /// times (warm-up + duration) times 1.25.
     pub code_rate_hint: u64,
+    /// Seconds one request may take before it counts as an error (`timeout: ...`).
+    pub request_timeout_s: f64,
+    /// Seconds the preparation of one run may take (minting codes, filling pools). Minting
+    /// authorization codes stops there and the run goes on with the codes it has; anything
+    /// else that is not ready by then fails the run (reported as an error, not a hang).
+    pub prepare_timeout_s: f64,
+}
+
+impl Preparation {
+    fn request_timeout(&self) -> Duration {
+        Duration::from_secs_f64(self.request_timeout_s.max(0.001))
+    }
+
+    fn prepare_timeout(&self) -> Duration {
+        Duration::from_secs_f64(self.prepare_timeout_s.max(0.001))
+    }
 }
 
 /// The tokens kept between runs of one invocation (they live for two hours).
 #[derive(Default)]
 pub struct Pools {
     user_id: Option<i64>,
+    /// The next of `Target::code_user_ids` to mint codes for.
+    next_code_user: usize,
     user_tokens: Option<Arc<Vec<String>>>,
     cc_tokens: Option<Arc<Vec<String>>>,
+    /// Authorization codes minted for an earlier run and not used.
+    codes: Vec<String>,
+    /// When the oldest of `codes` was minted (they expire: `authorization_code_ttl_seconds`,
+    /// 600 s by default).
+    codes_minted: Option<Instant>,
 }
+
+/// How long a minted code is reused for: well within the default 600 s code lifetime.
+const CODE_REUSE: Duration = Duration::from_secs(480);
 
 /// One scenario at one concurrency.
 #[derive(Debug, Clone, Serialize)]
@@ -102,13 +129,19 @@ pub struct RunResult {
     pub error_kinds: BTreeMap<String, u64>,
     /// Failures during the warm-up (not in `errors`).
     pub warmup_errors: u64,
+    /// The warm-up's failures by kind.
+    pub warmup_error_kinds: BTreeMap<String, u64>,
     /// Successful requests per second.
     pub requests_per_second: f64,
     /// Latency of successful requests; `None` when there were none.
     pub latency: Option<LatencySummary>,
     /// Per service process; empty when the target is not a local process.
     pub processes: Vec<ProcessUsage>,
-    /// Database statements per request: measured only where it is cheap and exact.
+    /// PostgreSQL's counters for Doorward's database over the timed phase, per request
+    /// (successful or not); `None` on SQLite or when they could not be read.
+    pub db_per_request: Option<DbPerRequest>,
+    /// Database statements per request (`pg_stat_statements` calls), when that extension
+    /// is loaded in the server; else `None`, and `db_per_request` holds what was counted.
     pub db_statements_per_request: Option<f64>,
     /// Why `db_statements_per_request` is absent.
     pub db_statements_note: String,
@@ -133,6 +166,9 @@ struct WorkerOutcome {
     warmup_errors: u64,
     ran_out_at: Option<Instant>,
     stopped: Option<String>,
+    warmup_error_kinds: BTreeMap<String, u64>,
+    /// Authorization codes the worker did not get to.
+    leftover_codes: Vec<String>,
 }
 
 /// Runs `tasks` futures with at most `parallel` at once, in order, failing on the first
@@ -166,18 +202,83 @@ async fn user_id(pools: &mut Pools, clients: &Clients, target: &Target) -> anyho
     Ok(id)
 }
 
+/// A user to mint many codes for: the next one seeded for that, else the main user.
+async fn code_user(pools: &mut Pools, clients: &Clients, target: &Target) -> anyhow::Result<i64> {
+    match target.code_user_ids.get(pools.next_code_user) {
+        Some(&id) => {
+            pools.next_code_user += 1;
+            Ok(id)
+        }
+        None => user_id(pools, clients, target).await,
+    }
+}
+
+/// Codes minted through `Authorizations.IssueCode`, at most `count`, until `deadline`.
+struct Minted {
+    codes: Vec<String>,
+    elapsed: Duration,
+    /// Why minting stopped short of `count` (the deadline or a refusal).
+    short: Option<String>,
+}
+
 async fn mint_codes(
     clients: &Clients,
     target: &Target,
     user_id: i64,
     count: usize,
+    deadline: Instant,
+) -> Minted {
+    let started = Instant::now();
+    let mut minted = stream::iter(0..count)
+        .map(|i| {
+            let channel = clients.channel(i);
+            async move { ops::issue_code(channel, target, user_id).await }
+        })
+        .buffer_unordered(PREP_PARALLEL);
+    let mut codes = Vec::with_capacity(count);
+    let mut short = None;
+    while codes.len() < count {
+        match tokio::time::timeout_at(deadline.into(), minted.next()).await {
+            Ok(Some(Ok(code))) => codes.push(code),
+            Ok(Some(Err(e))) => {
+                short = Some(format!("Authorizations.IssueCode failed: {e:#}"));
+                break;
+            }
+            Ok(None) => break,
+            Err(_) => {
+                short = Some(format!(
+                    "the preparation deadline passed ({:.0} s)",
+                    deadline.saturating_duration_since(started).as_secs_f64()
+                ));
+                break;
+            }
+        }
+    }
+    Minted {
+        codes,
+        elapsed: started.elapsed(),
+        short,
+    }
+}
+
+/// Exactly `count` codes, or an error.
+async fn mint_all_codes(
+    clients: &Clients,
+    target: &Target,
+    user_id: i64,
+    count: usize,
+    deadline: Instant,
 ) -> anyhow::Result<Vec<String>> {
-    bounded(count, PREP_PARALLEL, |i| {
-        let channel = clients.channel(i);
-        async move { ops::issue_code(channel, target, user_id).await }
-    })
-    .await
-    .context("could not mint authorization codes through Authorizations.IssueCode")
+    let minted = mint_codes(clients, target, user_id, count, deadline).await;
+    match minted.short {
+        None if minted.codes.len() == count => Ok(minted.codes),
+        short => anyhow::bail!(
+            "minted {} of {count} authorization codes in {:.1} s: {}",
+            minted.codes.len(),
+            minted.elapsed.as_secs_f64(),
+            short.unwrap_or_default()
+        ),
+    }
 }
 
 async fn user_tokens(
@@ -185,12 +286,13 @@ async fn user_tokens(
     clients: &Clients,
     target: &Target,
     size: usize,
+    deadline: Instant,
 ) -> anyhow::Result<Arc<Vec<String>>> {
     if let Some(pool) = &pools.user_tokens {
         return Ok(pool.clone());
     }
-    let id = user_id(pools, clients, target).await?;
-    let codes = mint_codes(clients, target, id, size.max(1)).await?;
+    let id = code_user(pools, clients, target).await?;
+    let codes = mint_all_codes(clients, target, id, size.max(1), deadline).await?;
     let tokens = bounded(codes.len(), PREP_PARALLEL, |i| {
         let code = &codes[i];
         async move {
@@ -233,6 +335,13 @@ pub fn codes_for_run(rate_hint: u64, warmup: Duration, duration: Duration) -> us
     ((rate_hint as f64 * seconds * 1.25).ceil() as usize).max(1)
 }
 
+/// What a run starts with: each worker's input, and notes for the results.
+struct Prepared {
+    inputs: Vec<Input>,
+    notes: Vec<String>,
+}
+
+#[allow(clippy::too_many_arguments)]
 async fn prepare(
     scenario: Scenario,
     concurrency: usize,
@@ -241,15 +350,17 @@ async fn prepare(
     pools: &mut Pools,
     clients: &Clients,
     target: &Target,
-) -> anyhow::Result<Vec<Input>> {
-    Ok(match scenario {
+    deadline: Instant,
+) -> anyhow::Result<Prepared> {
+    let mut notes = Vec::new();
+    let inputs = match scenario {
         Scenario::ClientCredentials | Scenario::Password => {
             (0..concurrency).map(|_| Input::None).collect()
         }
         Scenario::Refresh => {
             // Each worker's own refresh family, started with a code exchange.
             let id = user_id(pools, clients, target).await?;
-            let codes = mint_codes(clients, target, id, concurrency).await?;
+            let codes = mint_all_codes(clients, target, id, concurrency, deadline).await?;
             let mut inputs = Vec::with_capacity(concurrency);
             for code in codes {
                 let tokens = ops::exchange_code(clients, target, &code)
@@ -263,9 +374,39 @@ async fn prepare(
             inputs
         }
         Scenario::AuthorizationCode => {
-            let id = user_id(pools, clients, target).await?;
+            let id = code_user(pools, clients, target).await?;
             let count = codes_for_run(prep.code_rate_hint, timing.0, timing.1);
-            let codes = mint_codes(clients, target, id, count).await?;
+            // Codes an earlier run left unused are still good: start with those.
+            let mut codes = std::mem::take(&mut pools.codes);
+            let fresh = pools.codes_minted.filter(|t| t.elapsed() < CODE_REUSE);
+            if fresh.is_none() {
+                codes.clear();
+            }
+            codes.truncate(count);
+            let reused = codes.len();
+            pools.codes_minted = Some(fresh.filter(|_| reused > 0).unwrap_or_else(Instant::now));
+            let minted = mint_codes(clients, target, id, count - reused, deadline).await;
+            if let Some(why) = &minted.short {
+                if minted.codes.is_empty() && reused == 0 {
+                    anyhow::bail!("no authorization code could be minted: {why}");
+                }
+                notes.push(format!(
+                    "minted {} of {} authorization codes in {:.1} s ({:.0}/s; {reused} reused from an earlier run), then stopped: {why}; the run ends early if they run out",
+                    minted.codes.len(),
+                    count - reused,
+                    minted.elapsed.as_secs_f64(),
+                    stats::rate(minted.codes.len() as u64, minted.elapsed.as_secs_f64()),
+                ));
+            }
+            if minted.short.is_none() {
+                notes.push(format!(
+                    "minted {} authorization codes in {:.1} s ({:.0}/s); {reused} reused from an earlier run",
+                    minted.codes.len(),
+                    minted.elapsed.as_secs_f64(),
+                    stats::rate(minted.codes.len() as u64, minted.elapsed.as_secs_f64()),
+                ));
+            }
+            codes.extend(minted.codes);
             let per_worker = codes.len().div_ceil(concurrency);
             let mut inputs: Vec<Input> = codes
                 .chunks(per_worker.max(1))
@@ -275,14 +416,15 @@ async fn prepare(
             inputs
         }
         Scenario::ApiUser | Scenario::Introspect => {
-            let pool = user_tokens(pools, clients, target, prep.token_pool).await?;
+            let pool = user_tokens(pools, clients, target, prep.token_pool, deadline).await?;
             spread(pool, concurrency)
         }
         Scenario::GrpcValidate => {
             let pool = cc_tokens(pools, clients, target, prep.working_set).await?;
             spread(pool, concurrency)
         }
-    })
+    };
+    Ok(Prepared { inputs, notes })
 }
 
 fn spread(pool: Arc<Vec<String>>, concurrency: usize) -> Vec<Input> {
@@ -338,24 +480,46 @@ async fn one_request(
     })
 }
 
-#[allow(clippy::too_many_arguments)]
+/// The phases of one run, shared by its workers.
+#[derive(Clone, Copy)]
+struct Phases {
+    warm_end: Instant,
+    end: Instant,
+    request_timeout: Duration,
+}
+
 async fn worker(
     scenario: Scenario,
     mut input: Input,
     clients: Clients,
     channel: tonic::transport::Channel,
     target: Arc<Target>,
-    warm_end: Instant,
-    end: Instant,
+    phases: Phases,
 ) -> WorkerOutcome {
+    let Phases {
+        warm_end,
+        end,
+        request_timeout,
+    } = phases;
     let mut outcome = WorkerOutcome::default();
     loop {
         let started = Instant::now();
         if started >= end {
             break;
         }
-        let Some(result) = one_request(scenario, &mut input, &clients, &channel, &target).await
-        else {
+        // A request that gets no answer is an error, not a hang (the server may stall).
+        let answer = tokio::time::timeout(
+            request_timeout,
+            one_request(scenario, &mut input, &clients, &channel, &target),
+        )
+        .await
+        .unwrap_or_else(|_| {
+            Some(Err(Failure(format!(
+                "timeout: no answer within {:.1} s",
+                request_timeout.as_secs_f64()
+            ))))
+        });
+        let Some(result) = answer else {
             outcome.ran_out_at = Some(started);
             break;
         };
@@ -370,6 +534,7 @@ async fn worker(
                     *outcome.errors.entry(kind.clone()).or_default() += 1;
                 } else {
                     outcome.warmup_errors += 1;
+                    *outcome.warmup_error_kinds.entry(kind.clone()).or_default() += 1;
                 }
                 if scenario == Scenario::Refresh {
                     // The worker's refresh family is gone; it cannot go on.
@@ -378,6 +543,9 @@ async fn worker(
                 }
             }
         }
+    }
+    if let Input::Codes(codes) = input {
+        outcome.leftover_codes = codes;
     }
     outcome
 }
@@ -389,7 +557,42 @@ fn usage_snapshot(watched: &[Watched], ticks: u64) -> Vec<Option<f64>> {
         .collect()
 }
 
-/// Prepares and runs one scenario at one concurrency.
+/// A run that could not be measured (its preparation failed or timed out): no requests,
+/// one error of kind `preparation failed: ...`, so that it shows (grey) and counts.
+fn unmeasured(
+    scenario: Scenario,
+    concurrency: usize,
+    warmup: Duration,
+    duration: Duration,
+    why: String,
+) -> RunResult {
+    RunResult {
+        scenario,
+        concurrency,
+        warmup_s: warmup.as_secs_f64(),
+        duration_s: duration.as_secs_f64(),
+        elapsed_s: 0.0,
+        requests: 0,
+        errors: 1,
+        error_kinds: BTreeMap::from([(format!("preparation failed: {why}"), 1)]),
+        warmup_errors: 0,
+        warmup_error_kinds: BTreeMap::new(),
+        requests_per_second: 0.0,
+        latency: None,
+        processes: Vec::new(),
+        db_per_request: None,
+        db_statements_per_request: None,
+        db_statements_note: "not measured".into(),
+        notes: vec!["not measured: the preparation did not complete".into()],
+        floor_fraction: None,
+    }
+}
+
+/// Prepares and runs one scenario at one concurrency. Neither part can hang: preparation
+/// is bounded by `prep.prepare_timeout_s`, each request by `prep.request_timeout_s`, and
+/// the workers must all be back shortly after the timed phase. A run whose preparation
+/// fails is returned as an error (`preparation failed: ...`), not as `Err`, so that the
+/// other runs go on; `Err` is for the harness's own failures.
 #[allow(clippy::too_many_arguments)]
 pub async fn run(
     scenario: Scenario,
@@ -401,19 +604,55 @@ pub async fn run(
     clients: &Clients,
     target: &Arc<Target>,
     watched: &[Watched],
+    db: Option<&PgProbe>,
 ) -> anyhow::Result<RunResult> {
     let concurrency = concurrency.max(1);
-    let inputs = prepare(
-        scenario,
-        concurrency,
-        (warmup, duration),
-        prep,
-        pools,
-        clients,
-        target,
+    let prepare_started = Instant::now();
+    let deadline = prepare_started + prep.prepare_timeout();
+    // The outer bound a little later than the inner one: minting stops at `deadline`
+    // and keeps what it has; this catches anything else that would hang.
+    let prepared = tokio::time::timeout_at(
+        (deadline + Duration::from_secs(5)).into(),
+        prepare(
+            scenario,
+            concurrency,
+            (warmup, duration),
+            prep,
+            pools,
+            clients,
+            target,
+            deadline,
+        ),
     )
-    .await
-    .with_context(|| format!("preparing {}", scenario.name()))?;
+    .await;
+    let Prepared { inputs, mut notes } = match prepared {
+        Ok(Ok(prepared)) => prepared,
+        Ok(Err(e)) => {
+            return Ok(unmeasured(
+                scenario,
+                concurrency,
+                warmup,
+                duration,
+                format!("{e:#}"),
+            ));
+        }
+        Err(_) => {
+            return Ok(unmeasured(
+                scenario,
+                concurrency,
+                warmup,
+                duration,
+                format!(
+                    "not ready within --prepare-timeout ({:.0} s)",
+                    prep.prepare_timeout_s
+                ),
+            ));
+        }
+    };
+    let prepare_s = prepare_started.elapsed().as_secs_f64();
+    if prepare_s > 10.0 {
+        notes.push(format!("preparation took {prepare_s:.1} s"));
+    }
 
     let ticks = procstat::ticks_per_second();
     let reset: Vec<bool> = watched
@@ -426,8 +665,12 @@ pub async fn run(
         .collect();
 
     let start = Instant::now() + Duration::from_millis(20);
-    let warm_end = start + warmup;
-    let end = warm_end + duration;
+    let phases = Phases {
+        warm_end: start + warmup,
+        end: start + warmup + duration,
+        request_timeout: prep.request_timeout(),
+    };
+    let (warm_end, end) = (phases.warm_end, phases.end);
     let handles: Vec<_> = inputs
         .into_iter()
         .enumerate()
@@ -437,29 +680,53 @@ pub async fn run(
             let target = target.clone();
             tokio::spawn(async move {
                 tokio::time::sleep_until(start.into()).await;
-                worker(scenario, input, clients, channel, target, warm_end, end).await
+                worker(scenario, input, clients, channel, target, phases).await
             })
         })
         .collect();
     tokio::time::sleep_until(warm_end.into()).await;
     let cpu_before = usage_snapshot(watched, ticks);
+    let db_before = match db {
+        Some(probe) => probe.sample().await,
+        None => None,
+    };
     tokio::time::sleep_until(end.into()).await;
     let cpu_after = usage_snapshot(watched, ticks);
+    let db_after = match db {
+        Some(probe) => probe.sample().await,
+        None => None,
+    };
+    // Each worker's last request started before `end` and is bounded by the request
+    // timeout; past this deadline something is wrong in the harness itself, and the run
+    // says so rather than waiting for ever.
+    let join_deadline = end + phases.request_timeout + Duration::from_secs(5);
     let mut outcomes = Vec::with_capacity(handles.len());
+    let mut lost = 0;
     for handle in handles {
-        outcomes.push(handle.await?);
+        let abort = handle.abort_handle();
+        match tokio::time::timeout_at(join_deadline.into(), handle).await {
+            Ok(outcome) => outcomes.push(outcome?),
+            Err(_) => {
+                abort.abort();
+                lost += 1;
+            }
+        }
     }
 
     let mut latencies = Vec::new();
     let mut error_kinds: BTreeMap<String, u64> = BTreeMap::new();
+    let mut warmup_error_kinds: BTreeMap<String, u64> = BTreeMap::new();
     let mut warmup_errors = 0;
-    let mut notes = Vec::new();
     let mut ran_out = None;
     let mut stopped = 0;
+    let mut leftover_codes = Vec::new();
     for outcome in outcomes {
         latencies.extend(outcome.latencies_ns);
         for (kind, n) in outcome.errors {
             *error_kinds.entry(kind).or_default() += n;
+        }
+        for (kind, n) in outcome.warmup_error_kinds {
+            *warmup_error_kinds.entry(kind).or_default() += n;
         }
         warmup_errors += outcome.warmup_errors;
         if let Some(at) = outcome.ran_out_at {
@@ -468,12 +735,26 @@ pub async fn run(
         if outcome.stopped.is_some() {
             stopped += 1;
         }
+        leftover_codes.extend(outcome.leftover_codes);
+    }
+    if lost > 0 {
+        *error_kinds
+            .entry("deadline: worker did not stop after the timed phase".into())
+            .or_default() += lost;
+        notes.push(format!(
+            "{lost} of {concurrency} workers were still busy {:.0} s after the end and were abandoned; their requests are not counted",
+            join_deadline.saturating_duration_since(end).as_secs_f64()
+        ));
+    }
+    if scenario == Scenario::AuthorizationCode {
+        // Minted, unused: the next run of authorization_code starts with them.
+        pools.codes = leftover_codes;
     }
     // When minted codes ran out, the phase ended when the last worker ran dry.
     let elapsed = match ran_out {
         Some(at) if at < end => {
             notes.push(format!(
-                "the minted authorization codes ran out before the end: raise --code-rate-hint (was {})",
+                "the minted authorization codes ran out before the end: raise --code-rate-hint (was {}) or --prepare-timeout",
                 prep.code_rate_hint
             ));
             at.saturating_duration_since(warm_end)
@@ -509,6 +790,18 @@ pub async fn run(
             }
         })
         .collect();
+    let db_per_request = match (db_before, db_after) {
+        (Some(a), Some(b)) => b.since(&a).per_request(requests + errors),
+        _ => None,
+    };
+    let (db_statements_per_request, db_statements_note) = match (db, &db_per_request) {
+        (Some(probe), Some(per)) => (per.statements, probe.note()),
+        (Some(_), None) => (
+            None,
+            "not measured (pg_stat_database could not be read)".into(),
+        ),
+        (None, _) => (None, "not measured".into()),
+    };
     Ok(RunResult {
         scenario,
         concurrency,
@@ -519,11 +812,13 @@ pub async fn run(
         errors,
         error_kinds,
         warmup_errors,
+        warmup_error_kinds,
         requests_per_second: stats::rate(requests, elapsed_s),
         latency: LatencySummary::of(latencies),
         processes,
-        db_statements_per_request: None,
-        db_statements_note: "not measured".into(),
+        db_per_request,
+        db_statements_per_request,
+        db_statements_note,
         notes,
         floor_fraction: None,
     })

@@ -34,6 +34,46 @@ pub struct LaunchOptions {
     pub keep_scratch: bool,
     /// `RUST_LOG` for the services (`None`: their default).
     pub rust_log: Option<String>,
+    /// Extra users to seed for minting codes (see `Target::code_user_ids`).
+    pub code_users: usize,
+    /// Configuration for the services, as `DOORWARD_*` variables, on top of (and
+    /// overriding) [`BENCH_SERVER_ENV`].
+    pub server_env: Vec<(String, String)>,
+}
+
+/// The configuration the harness gives the services it starts, beyond addresses and the
+/// database. The sign-in throttle counts each password attempt *before* checking it and
+/// forgives it only after a success (SEC-RL-01), so at most `per_account_and_ip` (5)
+/// password checks of one user from one IP can be in flight: at concurrency 16 the rest
+/// are refused `429 invalid_grant` with `Retry-After`. The `password` scenario measures
+/// the grant and argon2, not the throttle, so the limits are lifted. `--server-env` can
+/// set them back (for example `DOORWARD_SIGN_IN_LIMITS__PER_ACCOUNT_AND_IP=5`).
+pub const BENCH_SERVER_ENV: &[(&str, &str)] = &[
+    ("DOORWARD_SIGN_IN_LIMITS__PER_ACCOUNT_AND_IP", "1000000000"),
+    ("DOORWARD_SIGN_IN_LIMITS__PER_IP", "1000000000"),
+];
+
+/// [`BENCH_SERVER_ENV`] with `overrides` applied (same key: the override wins).
+pub fn server_env(overrides: &[(String, String)]) -> Vec<(String, String)> {
+    let mut env: Vec<(String, String)> = BENCH_SERVER_ENV
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect();
+    for (key, value) in overrides {
+        env.retain(|(k, _)| k != key);
+        env.push((key.clone(), value.clone()));
+    }
+    env
+}
+
+/// A scratch PostgreSQL database made for one benchmark, dropped afterwards.
+#[derive(Debug, Clone)]
+pub struct ScratchPg {
+    /// The URL given with `--database-url`: how to reach the server, and the database
+    /// the probe and the drop connect to (never the one measured).
+    pub admin_url: String,
+    /// The scratch database's name.
+    pub name: String,
 }
 
 /// A started Doorward; stopped (and its scratch folder removed) when dropped.
@@ -48,6 +88,10 @@ pub struct Launched {
     pub scratch: PathBuf,
     /// A description of the database (`sqlite` or the PostgreSQL URL without password).
     pub database: String,
+    /// The scratch PostgreSQL database, when running on PostgreSQL.
+    pub pg: Option<ScratchPg>,
+    /// The configuration given to the services beyond addresses and the database.
+    pub server_env: Vec<(String, String)>,
     children: Vec<Child>,
     cli_bin: PathBuf,
     env: Vec<(String, String)>,
@@ -64,6 +108,8 @@ pub struct Seeded {
     pub password: String,
     /// Its id.
     pub user_id: i64,
+    /// Users for minting codes (see `Target::code_user_ids`).
+    pub code_user_ids: Vec<i64>,
     /// The application's client_id.
     pub client_id: String,
     /// Its secret.
@@ -122,13 +168,26 @@ impl Launched {
             .with_context(|| format!("could not create {}", scratch.display()))?;
         let http_port = free_port()?;
         let grpc_port = free_port()?;
-        let (database_url, database) = match &options.database_url {
-            Some(url) => (url.clone(), redact_url(url)),
+        // On PostgreSQL, a scratch database of its own (token-service creates it when the
+        // CLI first connects), so that nothing else is measured or left behind.
+        let (database_url, database, pg) = match &options.database_url {
+            Some(url) => {
+                let name = format!("doorward_bench_{}", random_suffix());
+                let scratch_url = crate::pgstats::with_database(url, &name);
+                let database = redact_url(&scratch_url);
+                let pg = ScratchPg {
+                    admin_url: url.clone(),
+                    name,
+                };
+                (scratch_url, database, Some(pg))
+            }
             None => (
                 format!("sqlite://{}", scratch.join("doorward.db").display()),
                 "sqlite".to_owned(),
+                None,
             ),
         };
+        let server_env = server_env(&options.server_env);
         let mut env = vec![
             ("DATA_DIR".to_owned(), scratch.display().to_string()),
             ("DATABASE_URL".to_owned(), database_url),
@@ -146,6 +205,7 @@ impl Launched {
                 format!("http://127.0.0.1:{http_port}"),
             ),
         ];
+        env.extend(server_env.iter().cloned());
         if let Some(filter) = &options.rust_log {
             env.push(("RUST_LOG".to_owned(), filter.clone()));
         }
@@ -155,12 +215,14 @@ impl Launched {
             watched: Vec::new(),
             scratch,
             database,
+            pg,
+            server_env,
             children: Vec::new(),
             cli_bin: options.bin_dir.join(cli_name),
             env,
             keep_scratch: options.keep_scratch,
         };
-        let seeded = seed(&launched)?;
+        let seeded = seed(&launched, options.code_users)?;
         for name in names {
             launched.spawn(&options.bin_dir, name)?;
         }
@@ -262,26 +324,37 @@ impl Launched {
     }
 }
 
-/// Creates the benchmark's user and a confidential application allowed every grant the
-/// scenarios use, through the operator CLI.
-pub fn seed(launched: &Launched) -> anyhow::Result<Seeded> {
-    let suffix = random_suffix();
-    let username = format!("bench-{suffix}");
-    let password = format!("bench password {suffix} {}", random_suffix());
+fn create_user(launched: &Launched, username: &str, password: &str) -> anyhow::Result<i64> {
     let email = format!("{username}@bench.example");
     let user = launched.cli(
         &[
             "users",
             "create",
             "--username",
-            &username,
+            username,
             "--email",
             &email,
             "--password-stdin",
         ],
-        Some(&password),
+        Some(password),
     )?;
-    let user_id = user["id"].as_i64().context("users create printed no id")?;
+    user["id"].as_i64().context("users create printed no id")
+}
+
+/// Creates the benchmark's user, `code_users` more users for minting codes, and a
+/// confidential application allowed every grant the scenarios use, through the operator
+/// CLI.
+pub fn seed(launched: &Launched, code_users: usize) -> anyhow::Result<Seeded> {
+    let suffix = random_suffix();
+    let username = format!("bench-{suffix}");
+    let password = format!("bench password {suffix} {}", random_suffix());
+    let user_id = create_user(launched, &username, &password)?;
+    let code_user_ids = (0..code_users)
+        .map(|i| {
+            let password = format!("bench password {suffix} {}", random_suffix());
+            create_user(launched, &format!("{username}-codes-{i}"), &password)
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
     let app = launched.cli(
         &[
             "apps",
@@ -305,6 +378,7 @@ pub fn seed(launched: &Launched) -> anyhow::Result<Seeded> {
         username,
         password,
         user_id,
+        code_user_ids,
         client_id: client_id.to_owned(),
         client_secret: client_secret.to_owned(),
         redirect_uri: REDIRECT_URI.to_owned(),
@@ -317,6 +391,13 @@ impl Drop for Launched {
             let _ = child.kill();
             let _ = child.wait();
         }
+        if let Some(pg) = &self.pg {
+            if self.keep_scratch {
+                eprintln!("kept the scratch database {}", pg.name);
+            } else if let Err(e) = crate::pgstats::drop_database(&pg.admin_url, &pg.name) {
+                eprintln!("could not drop the scratch database {}: {e}", pg.name);
+            }
+        }
         if self.keep_scratch {
             eprintln!("kept the scratch folder {}", self.scratch.display());
         } else {
@@ -328,6 +409,34 @@ impl Drop for Launched {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_throttle_is_lifted_unless_overridden() {
+        let env = server_env(&[]);
+        assert!(
+            env.iter()
+                .any(|(k, _)| k == "DOORWARD_SIGN_IN_LIMITS__PER_ACCOUNT_AND_IP")
+        );
+        let env = server_env(&[
+            (
+                "DOORWARD_SIGN_IN_LIMITS__PER_ACCOUNT_AND_IP".into(),
+                "5".into(),
+            ),
+            ("DOORWARD_PASSWORDS__MAX_QUEUED_HASHES".into(), "8".into()),
+        ]);
+        let get = |key: &str| env.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str());
+        assert_eq!(
+            get("DOORWARD_SIGN_IN_LIMITS__PER_ACCOUNT_AND_IP"),
+            Some("5")
+        );
+        assert_eq!(get("DOORWARD_PASSWORDS__MAX_QUEUED_HASHES"), Some("8"));
+        assert_eq!(
+            env.iter()
+                .filter(|(k, _)| k == "DOORWARD_SIGN_IN_LIMITS__PER_ACCOUNT_AND_IP")
+                .count(),
+            1
+        );
+    }
 
     #[test]
     fn database_passwords_are_hidden() {

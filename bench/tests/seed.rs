@@ -41,6 +41,8 @@ async fn seeds_a_started_doorward_and_measures_a_short_run() {
         database_url: None,
         keep_scratch: false,
         rust_log: Some("warn".into()),
+        server_env: Vec::new(),
+        code_users: 1,
     };
     let (launched, seeded) = Launched::start(&options).await.expect("Doorward starts");
     let scratch = launched.scratch.clone();
@@ -50,6 +52,8 @@ async fn seeds_a_started_doorward_and_measures_a_short_run() {
     );
     assert_eq!(launched.watched.len(), 1);
     assert!(seeded.user_id > 0);
+    assert_eq!(seeded.code_user_ids.len(), 1);
+    assert!(!seeded.code_user_ids.contains(&seeded.user_id));
     assert_eq!(
         seeded.client_id.len(),
         64,
@@ -65,6 +69,7 @@ async fn seeds_a_started_doorward_and_measures_a_short_run() {
         username: seeded.username.clone(),
         password: seeded.password.clone(),
         user_id: Some(seeded.user_id),
+        code_user_ids: seeded.code_user_ids.clone(),
         redirect_uri: seeded.redirect_uri.clone(),
         service_token: None,
     };
@@ -104,7 +109,11 @@ async fn seeds_a_started_doorward_and_measures_a_short_run() {
         .expect("validate");
     // A used code is refused, and the harness reports it as a failure, not a success.
     let reused = ops::exchange_code(&clients, &target, &code).await;
-    assert_eq!(reused.unwrap_err().0, "HTTP 400 invalid_grant");
+    let reused = reused.unwrap_err().0;
+    assert!(
+        reused.starts_with("HTTP 400 invalid_grant"),
+        "status and OAuth error code first: {reused}"
+    );
     let bogus = ops::grpc_validate(&clients, clients.channel(0), "not-a-token").await;
     assert_eq!(bogus.unwrap_err().0, "inactive: invalid");
 
@@ -113,6 +122,8 @@ async fn seeds_a_started_doorward_and_measures_a_short_run() {
         working_set: 20,
         token_pool: 10,
         code_rate_hint: 200,
+        request_timeout_s: 10.0,
+        prepare_timeout_s: 60.0,
     };
     let mut pools = Pools::default();
     let target = Arc::new(target);
@@ -131,6 +142,7 @@ async fn seeds_a_started_doorward_and_measures_a_short_run() {
             &clients,
             &target,
             &launched.watched,
+            None,
         )
         .await
         .expect("runs");

@@ -121,7 +121,9 @@ async fn seeds_a_started_doorward_and_measures_a_short_run() {
     let prep = Preparation {
         working_set: 20,
         token_pool: 10,
-        code_rate_hint: 200,
+        // Enough codes for the whole run even against a release build (minted in about a
+        // second): a run whose codes ran out in the warm-up would count no requests.
+        code_rate_hint: 5_000,
         request_timeout_s: 10.0,
         prepare_timeout_s: 60.0,
     };

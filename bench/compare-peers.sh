@@ -129,7 +129,7 @@ CPU=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //')
 COMMIT=$(git -C "$ROOT" rev-parse --short=12 HEAD 2>/dev/null || echo unknown)
 DIRTY=
 [ -n "$(git -C "$ROOT" status --porcelain --untracked-files=no 2>/dev/null)" ] && DIRTY=" (uncommitted changes)"
-python3 - "$RAW" "$CPU" "$(nproc)" "$COMMIT$DIRTY" "$(wrk --version 2>&1 | head -1)" "${WRK[*]} --latency" >"$OUT.tmp" <<'PY'
+python3 - "$RAW" "$CPU" "$(nproc)" "$COMMIT$DIRTY" "$(wrk --version 2>&1 | head -1 | cut -d' ' -f1-2)" "${WRK[*]} --latency" >"$OUT.tmp" <<'PY'
 import os, re, sys, datetime
 raw, cpu, cores, commit, wrk_version, wrk_args = sys.argv[1:7]
 UNIT = {"us": 0.001, "ms": 1.0, "s": 1000.0}
@@ -187,9 +187,19 @@ for test, title in tests:
             print(f"  Doorward / {peer}: throughput x{d['ok_rps'] / p['ok_rps']:.2f}{lat}")
     print()
 print("2xx/s: answers that were not errors, per second (wrk's Requests/sec minus non-2xx).")
-print("Ratios above 1 mean Doorward is faster (throughput) or slower (p99). Figures move")
-print("±20% from run to run, and more when other work (another benchmark, a build) shares")
-print("the cores: see the load average before each run.")
+print("Throughput ratio above 1: Doorward answers more per second; p99 ratio below 1: its slowest")
+print("answers are faster. Figures move ±20% from run to run, and more when other work (another")
+print("benchmark, a build) shares the cores: see the load average (1, 5, 15 min) before each run.")
+print()
+print("Raw wrk output:")
+for test, _ in tests:
+    for name in peers + ["Doorward"]:
+        path = os.path.join(raw, f"{test}-{name}")
+        if os.path.exists(path):
+            print(f"--- {test}: {name}")
+            for line in open(path).read().splitlines():
+                if line.strip() and not line.startswith("load average"):
+                    print(f"    {line.rstrip()}")
 PY
 mv "$OUT.tmp" "$OUT"
 cat "$OUT"

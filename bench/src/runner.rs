@@ -246,10 +246,7 @@ async fn mint_codes(
             }
             Ok(None) => break,
             Err(_) => {
-                short = Some(format!(
-                    "the preparation deadline passed ({:.0} s)",
-                    deadline.saturating_duration_since(started).as_secs_f64()
-                ));
+                short = Some("the preparation deadline (--prepare-timeout) passed".into());
                 break;
             }
         }
@@ -515,8 +512,7 @@ async fn worker(
         .await
         .unwrap_or_else(|_| {
             Some(Err(Failure(format!(
-                "timeout: no answer within {:.1} s",
-                request_timeout.as_secs_f64()
+                "timeout: no answer within {request_timeout:?}"
             ))))
         });
         let Some(result) = answer else {

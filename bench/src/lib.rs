@@ -10,6 +10,7 @@ pub mod floor;
 pub mod machine;
 pub mod ops;
 pub mod pgstats;
+pub mod prepare;
 pub mod procstat;
 pub mod report;
 pub mod runner;

@@ -16,7 +16,7 @@ use crate::client_ip::TrustedProxies;
 use crate::error::OAuthError;
 use crate::routes;
 use crate::session;
-use crate::upstream::Upstream;
+use crate::upstream::{Upstream, UpstreamConfig};
 use doorward_shared::SystemClock;
 use doorward_shared::clock::SharedClock;
 
@@ -98,14 +98,18 @@ impl AuthWebApp {
             .web
             .workers
             .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()));
-        let state = web::Data::new(WebState {
-            upstream: Upstream::new(&config)?,
-            proxies: TrustedProxies::new(&config.web.trusted_proxies),
-            config: Arc::new(config),
-            clock,
-        });
-        let session_config = state.config.clone();
+        let upstream = UpstreamConfig::new(&config)?;
+        let proxies = TrustedProxies::new(&config.web.trusted_proxies);
+        let config = Arc::new(config);
+        let session_config = config.clone();
         let server = HttpServer::new(move || {
+            // Built on each worker's thread: see `UpstreamConfig::connect`.
+            let state = web::Data::new(WebState {
+                upstream: upstream.connect(),
+                proxies: proxies.clone(),
+                config: config.clone(),
+                clock: clock.clone(),
+            });
             App::new()
                 .app_data(state.clone())
                 // Query-string and form errors in the protocol's JSON form, never actix's text.

@@ -55,28 +55,44 @@ pub enum UpstreamError {
     Token,
 }
 
-impl Upstream {
-    /// Clients for `config.token_service_url`; no connection is made yet.
+/// What `Upstream` is made from: the endpoint and the service token, checked once.
+///
+/// Each actix worker connects its own clients (`connect`), so that a worker's gRPC calls
+/// run on its own thread: a channel made once and shared would run its connection on the
+/// thread that made it, and every token request would cross threads twice more.
+#[derive(Clone)]
+pub struct UpstreamConfig {
+    endpoint: Endpoint,
+    token: Option<MetadataValue<tonic::metadata::Ascii>>,
+}
+
+impl UpstreamConfig {
+    /// Checks `config.token_service_url` and the service token; no connection is made.
     pub fn new(config: &Config) -> Result<Self, UpstreamError> {
         let deadline = Duration::from_millis(config.web.grpc_timeout_ms);
-        let channel = Endpoint::from_shared(config.token_service_url.clone())?
+        let endpoint = Endpoint::from_shared(config.token_service_url.clone())?
             .connect_timeout(Duration::from_secs(1).min(deadline))
             .timeout(deadline)
             .tcp_nodelay(true)
-            .http2_keep_alive_interval(Duration::from_secs(30))
-            .connect_lazy();
+            .http2_keep_alive_interval(Duration::from_secs(30));
         let token = match &config.service_token {
             Some(secret) => Some(bearer(secret)?),
             None => None,
         };
-        let svc = InterceptedService::new(channel, ServiceToken(token));
-        Ok(Self {
+        Ok(Self { endpoint, token })
+    }
+
+    /// Clients on a channel of the calling thread's runtime; it connects on first use.
+    pub fn connect(&self) -> Upstream {
+        let channel = self.endpoint.connect_lazy();
+        let svc = InterceptedService::new(channel, ServiceToken(self.token.clone()));
+        Upstream {
             tokens: pb::token_service_client::TokenServiceClient::new(svc.clone()),
             users: pb::users_client::UsersClient::new(svc.clone()),
             applications: pb::applications_client::ApplicationsClient::new(svc.clone()),
             authorizations: pb::authorizations_client::AuthorizationsClient::new(svc.clone()),
             devices: pb::device_authorizations_client::DeviceAuthorizationsClient::new(svc),
-        })
+        }
     }
 }
 

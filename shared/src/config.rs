@@ -93,6 +93,10 @@ pub struct TokenConfig {
     pub validation_cache_seconds: i64,
     /// Most tokens `TokenValidation.Validate` keeps in memory.
     pub validation_cache_entries: usize,
+    /// How long a token-service process uses an application record it read before reading
+    /// it again: the bound within which a change made elsewhere (another replica, the CLI)
+    /// reaches it. Changes made through this process apply at once. 0: read every time.
+    pub client_cache_seconds: i64,
 }
 
 /// Argon2id parameters (OWASP: m=19456 KiB, t=2, p=1) and the size of the hashing pool.
@@ -253,6 +257,7 @@ impl Default for TokenConfig {
             key_publish_ahead_seconds: 10,
             validation_cache_seconds: 5,
             validation_cache_entries: 50_000,
+            client_cache_seconds: 5,
         }
     }
 }

@@ -17,6 +17,7 @@ both_backends!(
     operator_rotation_with_grace_keeps_the_old_secret_working_that_long,
     a_rotation_during_the_grace_retires_the_secret_before_at_once,
     a_forged_grace_is_refused_and_changes_nothing,
+    another_process_s_rotation_reaches_a_running_service,
 );
 
 const HOUR: i64 = 3600;
@@ -116,11 +117,16 @@ async fn rotate(
 ) -> token_service::apps::RotatedSecret {
     let uid = client.id.clone();
     let now = app.state.now();
-    app.state
+    let rotated = app
+        .state
         .db(move |conn| token_service::apps::rotate_secret(conn, &uid, grace, now))
         .await
         .unwrap()
-        .unwrap()
+        .unwrap();
+    // As the gRPC and CLI paths do; what another process's rotation does is tested in
+    // `another_process_s_rotation_reaches_a_running_service`.
+    app.state.clients.forget(&client.id);
+    rotated
 }
 
 fn utc(unix: i64) -> String {
@@ -345,4 +351,70 @@ async fn a_forged_grace_is_refused_and_changes_nothing(backend: Backend) {
     );
     assert_eq!(after.previous_secret_hash, None);
     assert_eq!(token_status(&app, &client, &client.secret).await, 200);
+}
+
+/// A rotation or deletion made by another process (a replica, the CLI) reaches this one's
+/// cached application record: the new secret works at once (a refused secret is checked
+/// against the stored record) and a deleted application gets no more tokens (its token
+/// cannot be stored); the retired secret stops within `tokens.client_cache_seconds`.
+async fn another_process_s_rotation_reaches_a_running_service(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let ttl = app.state.config.tokens.client_cache_seconds;
+    assert!(ttl > 0);
+    let client = app.create_client("read_user", true, false).await;
+    assert_eq!(token_status(&app, &client, &client.secret).await, 200);
+    // What `doorward apps rotate-secret --grace 0` in another process does.
+    let uid = client.id.clone();
+    let now = app.state.now();
+    let first = app
+        .state
+        .db(move |conn| token_service::apps::rotate_secret(conn, &uid, 0, now))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        token_status(&app, &client, &client.secret).await,
+        200,
+        "the cached record still knows the old secret"
+    );
+    app.clock.advance(ttl);
+    assert_eq!(
+        token_status(&app, &client, &client.secret).await,
+        401,
+        "within tokens.client_cache_seconds"
+    );
+    // Again, and this time the new secret is presented first.
+    let uid = client.id.clone();
+    let now = app.state.now();
+    let rotated = app
+        .state
+        .db(move |conn| token_service::apps::rotate_secret(conn, &uid, 0, now))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        token_status(&app, &client, rotated.secret.expose()).await,
+        200,
+        "the new secret works at once"
+    );
+    assert_eq!(
+        token_status(&app, &client, first.secret.expose()).await,
+        401,
+        "and once read, the stored record retires the old one"
+    );
+    // `doorward apps delete` in another process.
+    let uid = client.id.clone();
+    app.state
+        .db(move |conn| {
+            Ok::<_, token_service::error::ServiceError>(token_service::db::applications::delete(
+                conn, &uid,
+            )?)
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        token_status(&app, &client, rotated.secret.expose()).await,
+        401,
+        "a deleted application's token cannot be stored"
+    );
 }

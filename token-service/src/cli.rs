@@ -448,9 +448,11 @@ async fn run_apps(state: &AppState, command: AppsCommand) -> anyhow::Result<()> 
             }
         }
         AppsCommand::Delete { uid, json: flag } => {
+            let forgotten = uid.clone();
             let deleted = state
                 .db(move |conn| Ok::<_, ServiceError>(db::applications::delete(conn, &uid)?))
                 .await?;
+            state.clients.forget(&forgotten);
             if deleted == 0 {
                 bail!("no application with that client id");
             }
@@ -465,9 +467,11 @@ async fn run_apps(state: &AppState, command: AppsCommand) -> anyhow::Result<()> 
             grace,
             json: flag,
         } => {
+            let forgotten = uid.clone();
             let rotated = state
                 .db(move |conn| apps::rotate_secret(conn, &uid, i64::from(grace), now))
                 .await?;
+            state.clients.forget(&forgotten);
             let Some(apps::RotatedSecret {
                 secret,
                 previous_valid_until,

@@ -93,7 +93,7 @@ async fn start_unthrottled(
     state
         .db(move |conn| {
             let now = state2.now();
-            let app = clients::authenticate(conn, request.client.as_ref(), now)?;
+            let app = clients::authenticate(&state2.clients, conn, request.client.as_ref(), now)?;
             grants::require_grant(&app, "device_code")?;
             let scopes = grants::resolve_scopes(request.scope.as_deref(), &app)?;
             let scopes = scopes.to_string();

@@ -74,6 +74,9 @@ pub enum ServiceError {
     /// Password hashing failed or is saturated.
     #[error(transparent)]
     Hash(#[from] HashError),
+    /// A batch of writes was not committed (see `db::writer`).
+    #[error("database write failed: {0}")]
+    Commit(String),
     /// Signing keys could not be read or made.
     #[error("signing keys: {0}")]
     Keys(#[from] crate::keys::KeyError),

@@ -104,6 +104,19 @@ pub fn mint(
     refresh: RefreshPlan,
     now: i64,
 ) -> Result<pb::TokenSet, ServiceError> {
+    let (row, set) = prepare(state, issue, refresh, now)?;
+    db::tokens::insert(conn, &row)?;
+    Ok(set)
+}
+
+/// Signs a new token: its row, to be stored before the response may go out, and the
+/// response.
+pub fn prepare(
+    state: &AppState,
+    issue: &Issue<'_>,
+    refresh: RefreshPlan,
+    now: i64,
+) -> Result<(AccessTokenRow, pb::TokenSet), ServiceError> {
     let Issue {
         app,
         user,
@@ -150,9 +163,9 @@ pub fn mint(
         grant_id,
         refresh_scopes,
     };
-    db::tokens::insert(conn, &row)?;
     let set = token_set(state, &row, &app.uid, refresh_token.as_ref(), now)?;
-    with_id_token(state, set, &app.uid, user, nonce, auth_time, now)
+    let set = with_id_token(state, set, &app.uid, user, nonce, auth_time, now)?;
+    Ok((row, set))
 }
 
 /// Adds an id_token (OpenID Connect Core §3.1.3.3) when the token is a user's and its

@@ -72,11 +72,12 @@ fn find(
 }
 
 fn authenticate(
+    state: &AppState,
     conn: &mut DbConnection,
     client: Option<&pb::ClientAuthentication>,
     now: i64,
 ) -> Result<Result<ApplicationRow, OAuthFailure>, ServiceError> {
-    match clients::authenticate(conn, client, now) {
+    match clients::authenticate(&state.clients, conn, client, now) {
         Ok(app) => Ok(Ok(app)),
         Err(GrantError::OAuth(failure)) => Ok(Err(failure)),
         Err(GrantError::Service(err)) => Err(err),
@@ -98,7 +99,7 @@ pub fn revoke(
             "You are not authorized to revoke this token",
         )));
     };
-    let app = match authenticate(conn, Some(client), now)? {
+    let app = match authenticate(state, conn, Some(client), now)? {
         Ok(app) => app,
         Err(failure) => return Ok(Err(failure)),
     };
@@ -157,7 +158,7 @@ fn caller(
     if request.client.is_none() {
         return Ok(Err(refused()));
     }
-    Ok(authenticate(conn, request.client.as_ref(), now)?.map(|app| app.id))
+    Ok(authenticate(state, conn, request.client.as_ref(), now)?.map(|app| app.id))
 }
 
 fn inactive() -> pb::TokenIntrospection {

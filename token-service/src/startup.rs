@@ -57,7 +57,18 @@ pub async fn open_state(config: Config, clock: SharedClock) -> anyhow::Result<Ap
         Ok((pool, keys, refresh_key))
     })
     .await??;
+    // SQLite has one writer; PostgreSQL takes writes from several connections at once.
+    let writers = match db::DatabaseTarget::parse(&config.database_url)? {
+        db::DatabaseTarget::Sqlite(_) => 1,
+        db::DatabaseTarget::Postgres(_) => 2,
+    };
+    let writer = db::writer::Writer::start(pool.clone(), writers)
+        .context("could not start the database writer")?;
     Ok(AppState {
+        clients: Arc::new(crate::clients::ApplicationCache::new(
+            config.tokens.client_cache_seconds,
+        )),
+        writer,
         pool,
         keys: Arc::new(keys),
         hasher: PasswordHasher::new(&config.passwords)?,

@@ -36,6 +36,10 @@ pub struct AppState {
     pub refresh_derivation_key: Arc<Vec<u8>>,
     /// Tokens `TokenValidation.Validate` checked recently (see `validation`).
     pub validation_cache: Arc<ValidationCache>,
+    /// Application records read recently (see `clients::ApplicationCache`).
+    pub clients: Arc<crate::clients::ApplicationCache>,
+    /// The grants' batched write transactions (see `db::writer`).
+    pub writer: crate::db::writer::Writer,
     /// Resource servers that authenticated recently (see `grpc::token_validation`).
     pub caller_cache: Arc<crate::grpc::token_validation::CallerCache>,
 }
@@ -44,6 +48,19 @@ impl AppState {
     /// Seconds since the epoch, from the injectable clock.
     pub fn now(&self) -> i64 {
         self.clock.now()
+    }
+
+    /// Runs `work` in a write transaction batched with other requests' (`db::writer`); it
+    /// returns once the transaction is committed.
+    pub async fn write<T, E>(
+        &self,
+        work: impl FnOnce(&mut DbConnection) -> Result<T, E> + Send + 'static,
+    ) -> Result<T, E>
+    where
+        T: Send + 'static,
+        E: From<ServiceError> + From<diesel::result::Error> + Send + 'static,
+    {
+        self.writer.write(work).await
     }
 
     /// Runs blocking database work on the blocking pool with a pooled connection.

@@ -11,6 +11,7 @@ pub mod secrets;
 pub mod signing_keys;
 pub mod tokens;
 pub mod users;
+pub mod writer;
 
 use std::time::Duration;
 
@@ -220,15 +221,13 @@ pub fn run_migrations(conn: &mut DbConnection) -> Result<usize, DbSetupError> {
     Ok(applied.len())
 }
 
-/// Serialises this process's SQLite write transactions (see `write_transaction`).
-static SQLITE_WRITER: std::sync::Mutex<()> = std::sync::Mutex::new(());
-
 /// Runs `f` in a write transaction and commits when it returns `Ok`.
 ///
 /// On SQLite the transaction starts with `BEGIN IMMEDIATE`: a deferred transaction that
 /// reads and then writes can fail with `SQLITE_BUSY` instead of waiting when another
 /// writer got there first. Diesel's `immediate_transaction` is not available through the
 /// multi-connection type, so this goes to the inner connection's transaction manager.
+/// Called inside a transaction already (a batch of the `writer`), `f` runs in a savepoint.
 pub fn write_transaction<T, E>(
     conn: &mut DbConnection,
     f: impl FnOnce(&mut DbConnection) -> Result<T, E>,
@@ -236,23 +235,10 @@ pub fn write_transaction<T, E>(
 where
     E: From<diesel::result::Error>,
 {
-    // SQLite has one writer at a time. Writers of this process queue on a mutex instead of
-    // on SQLite's lock, whose busy handler waits by sleeping (1, 2, 5, 10 ... ms): under
-    // concurrent token requests those sleeps, not the work, set the latency. Other
-    // processes (the CLI) still meet `busy_timeout`.
-    let _writer = match conn {
-        DbConnection::Sqlite(sqlite) => {
-            let guard = SQLITE_WRITER
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
-            AnsiTransactionManager::begin_transaction_sql(sqlite, "BEGIN IMMEDIATE")?;
-            Some(guard)
-        }
-        DbConnection::Pg(pg) => {
-            AnsiTransactionManager::begin_transaction(pg)?;
-            None
-        }
-    };
+    if in_transaction(conn)? {
+        return conn.transaction(f);
+    }
+    let _writer = begin_write(conn)?;
     match f(conn) {
         Ok(value) => {
             commit(conn)?;
@@ -265,6 +251,52 @@ where
             Err(err)
         }
     }
+}
+
+/// Serialises this process's SQLite write transactions (see `begin_write`).
+static SQLITE_WRITER: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// Begins a write transaction; on SQLite, holds this process's writer lock until the
+/// returned guard is dropped (after the commit or rollback).
+///
+/// SQLite has one writer at a time. Writers of this process queue on a mutex instead of
+/// on SQLite's lock, whose busy handler waits by sleeping (1, 2, 5, 10 ... ms): under
+/// concurrent token requests those sleeps, not the work, set the latency. Other processes
+/// (the CLI) still meet `busy_timeout`.
+fn begin_write(conn: &mut DbConnection) -> QueryResult<Option<std::sync::MutexGuard<'static, ()>>> {
+    match conn {
+        DbConnection::Sqlite(sqlite) => {
+            let guard = SQLITE_WRITER
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            AnsiTransactionManager::begin_transaction_sql(sqlite, "BEGIN IMMEDIATE")?;
+            Ok(Some(guard))
+        }
+        DbConnection::Pg(pg) => {
+            AnsiTransactionManager::begin_transaction(pg)?;
+            Ok(None)
+        }
+    }
+}
+
+fn in_transaction(conn: &mut DbConnection) -> QueryResult<bool> {
+    let status = match conn {
+        DbConnection::Sqlite(sqlite) => {
+            AnsiTransactionManager::transaction_manager_status_mut(sqlite).transaction_depth()
+        }
+        DbConnection::Pg(pg) => {
+            AnsiTransactionManager::transaction_manager_status_mut(pg).transaction_depth()
+        }
+    };
+    Ok(status?.is_some())
+}
+
+/// Rolls back every open level (after a panic left savepoints open).
+fn rollback_all(conn: &mut DbConnection) -> QueryResult<()> {
+    while in_transaction(conn)? {
+        rollback(conn)?;
+    }
+    Ok(())
 }
 
 fn commit(conn: &mut DbConnection) -> QueryResult<()> {

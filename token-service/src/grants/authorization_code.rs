@@ -19,37 +19,35 @@ pub async fn exchange(
     state: &AppState,
     request: pb::ExchangeRequest,
 ) -> Result<pb::TokenSet, GrantError> {
+    let now = state.now();
+    let app = clients::authenticate_async(state, request.client.as_ref(), now).await?;
+    super::require_grant(&app, "authorization_code")?;
+    let code = request
+        .code
+        .filter(|c| !c.is_empty())
+        .map(Secret::new)
+        .ok_or_else(|| OAuthFailure::missing("code"))?;
+    let redirect_uri = request
+        .redirect_uri
+        .filter(|r| !r.is_empty())
+        .ok_or_else(|| OAuthFailure::missing("redirect_uri"))?;
+    let verifier = request.code_verifier;
     let state2 = state.clone();
-    state
-        .db(move |conn| {
-            let now = state2.now();
-            let app = clients::authenticate(conn, request.client.as_ref(), now)?;
-            super::require_grant(&app, "authorization_code")?;
-            let code = request
-                .code
-                .filter(|c| !c.is_empty())
-                .map(Secret::new)
-                .ok_or_else(|| OAuthFailure::missing("code"))?;
-            let redirect_uri = request
-                .redirect_uri
-                .filter(|r| !r.is_empty())
-                .ok_or_else(|| OAuthFailure::missing("redirect_uri"))?;
-            let verifier = request.code_verifier;
-            // Ok carries refusals too: a burned code and a replay's revocations must commit.
-            let outcome = db::write_transaction(conn, |conn| {
-                redeem(
-                    &state2,
-                    conn,
-                    &app,
-                    &code,
-                    &redirect_uri,
-                    verifier.as_deref(),
-                    now,
-                )
-            })?;
-            Ok(outcome?)
+    // Ok carries refusals too: a burned code and a replay's revocations must commit.
+    let outcome = state
+        .write(move |conn| {
+            redeem(
+                &state2,
+                conn,
+                &app,
+                &code,
+                &redirect_uri,
+                verifier.as_deref(),
+                now,
+            )
         })
-        .await
+        .await?;
+    Ok(outcome?)
 }
 
 fn redeem(

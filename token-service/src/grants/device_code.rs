@@ -27,7 +27,7 @@ pub async fn exchange(
     state
         .db(move |conn| {
             let now = state2.now();
-            let app = clients::authenticate(conn, request.client.as_ref(), now)?;
+            let app = clients::authenticate(&state2.clients, conn, request.client.as_ref(), now)?;
             super::require_grant(&app, "device_code")?;
             let device_code = request
                 .device_code

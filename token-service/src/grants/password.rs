@@ -17,10 +17,7 @@ pub async fn exchange(
     request: pb::ExchangeRequest,
 ) -> Result<pb::TokenSet, GrantError> {
     let now = state.now();
-    let client = request.client.clone();
-    let app = state
-        .db(move |conn| clients::authenticate(conn, client.as_ref(), now))
-        .await?;
+    let app = clients::authenticate_async(state, request.client.as_ref(), now).await?;
     super::require_grant(&app, "password")?;
     let username = request
         .username
@@ -37,11 +34,12 @@ pub async fn exchange(
     let nonce = request.nonce.filter(|n| !n.is_empty());
     let user = accounts::authenticate_password(state, &username, &password, &client_ip).await?;
 
+    let uid = app.uid.clone();
     let state2 = state.clone();
     state
-        .db(move |conn| {
+        .write(move |conn| {
             let now = state2.now();
-            db::write_transaction(conn, |conn| {
+            {
                 // SEC-TK-09: the account must still be active at the moment of issue.
                 match db::users::find(conn, user.id)? {
                     Some(current) if current.is_active() => {
@@ -64,7 +62,11 @@ pub async fn exchange(
                     }
                     _ => Err(super::invalid_grant().into()),
                 }
-            })
+            }
         })
         .await
+        .map_err(|e| match e {
+            GrantError::Service(e) => clients::application_gone(state, &uid, e),
+            refused => refused,
+        })
 }

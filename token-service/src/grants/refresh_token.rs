@@ -37,33 +37,31 @@ pub async fn exchange(
     state: &AppState,
     request: pb::ExchangeRequest,
 ) -> Result<pb::TokenSet, GrantError> {
+    let now = state.now();
+    let app = clients::authenticate_async(state, request.client.as_ref(), now).await?;
+    super::require_grant(&app, "refresh_token")?;
+    let presented = request
+        .refresh_token
+        .filter(|t| !t.is_empty())
+        .map(Secret::new)
+        .ok_or_else(|| OAuthFailure::missing("refresh_token"))?;
+    let requested_scope = request.scope;
     let state2 = state.clone();
-    state
-        .db(move |conn| {
-            let now = state2.now();
-            let app = clients::authenticate(conn, request.client.as_ref(), now)?;
-            super::require_grant(&app, "refresh_token")?;
-            let presented = request
-                .refresh_token
-                .filter(|t| !t.is_empty())
-                .map(Secret::new)
-                .ok_or_else(|| OAuthFailure::missing("refresh_token"))?;
-            let requested_scope = request.scope;
-            // The closure's Ok carries refusals too: a reuse refusal must commit the
-            // family revocation it made.
-            let outcome = db::write_transaction(conn, |conn| {
-                rotate(
-                    &state2,
-                    conn,
-                    &app,
-                    &presented,
-                    requested_scope.as_deref(),
-                    now,
-                )
-            })?;
-            Ok(outcome?)
+    // The closure's Ok carries refusals too: a reuse refusal must commit the family
+    // revocation it made.
+    let outcome = state
+        .write(move |conn| {
+            rotate(
+                &state2,
+                conn,
+                &app,
+                &presented,
+                requested_scope.as_deref(),
+                now,
+            )
         })
-        .await
+        .await?;
+    Ok(outcome?)
 }
 
 fn rotate(

@@ -98,13 +98,15 @@ impl pb::applications_server::Applications for ApplicationsImpl {
         let r = request.into_inner();
         let fields = convert::application_fields(r.fields.unwrap_or_default());
         let state = self.state.clone();
-        saved(
-            self.state
-                .db(move |conn| {
-                    Ok(apps::update(conn, &r.uid, &fields, state.now())?.map(|row| (row, None)))
-                })
-                .await,
-        )
+        let uid = r.uid.clone();
+        let updated = self
+            .state
+            .db(move |conn| {
+                Ok(apps::update(conn, &r.uid, &fields, state.now())?.map(|row| (row, None)))
+            })
+            .await;
+        self.state.clients.forget(&uid);
+        saved(updated)
     }
 
     async fn delete_application(
@@ -112,10 +114,12 @@ impl pb::applications_server::Applications for ApplicationsImpl {
         request: Request<pb::GetApplicationRequest>,
     ) -> Result<Response<pb::DeleteApplicationResponse>, Status> {
         let uid = request.into_inner().uid;
+        let forgotten = uid.clone();
         let deleted = self
             .state
             .db(move |conn| Ok::<_, ServiceError>(db::applications::delete(conn, &uid)?))
             .await?;
+        self.state.clients.forget(&forgotten);
         Ok(Response::new(pb::DeleteApplicationResponse {
             deleted: deleted > 0,
         }))
@@ -127,12 +131,14 @@ impl pb::applications_server::Applications for ApplicationsImpl {
     ) -> Result<Response<pb::RotateSecretResponse>, Status> {
         let r = request.into_inner();
         let state = self.state.clone();
+        let uid = r.uid.clone();
         let rotated = self
             .state
             .db(move |conn| {
                 apps::rotate_secret(conn, &r.uid, i64::from(r.grace_seconds), state.now())
             })
             .await?;
+        self.state.clients.forget(&uid);
         Ok(Response::new(pb::RotateSecretResponse {
             previous_secret_expires_at: rotated.as_ref().and_then(|r| r.previous_valid_until),
             secret: rotated.map(|r| r.secret.expose().to_owned()),

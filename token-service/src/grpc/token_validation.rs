@@ -135,17 +135,12 @@ async fn authenticate_caller(
         client_secret: Some(client_secret),
         ..Default::default()
     };
-    let authenticated = state
-        .db(
-            move |conn| match clients::authenticate(conn, Some(&client), now) {
-                // Only confidential applications have credentials to present.
-                Ok(app) => Ok(app.confidential),
-                Err(GrantError::OAuth(_)) => Ok(false),
-                Err(GrantError::Service(e)) => Err(e),
-            },
-        )
-        .await
-        .map_err(Status::from)?;
+    let authenticated = match clients::authenticate_async(state, Some(&client), now).await {
+        // Only confidential applications have credentials to present.
+        Ok(app) => app.confidential,
+        Err(GrantError::OAuth(_)) => false,
+        Err(GrantError::Service(e)) => return Err(Status::from(e)),
+    };
     if !authenticated {
         state.client_throttle.record_failure(&account, &ip, now);
         tracing::warn!(target: "audit", event = "resource_server_authentication_failed", client_ip = %ip, "a TokenValidation caller presented wrong credentials");

@@ -16,6 +16,7 @@ both_backends!(
     blocked_users_and_revoked_families_fail_validation,
     a_revoked_signing_key_fails_its_tokens_at_once,
     sec_jw_04_an_id_token_fails_grpc_validation,
+    a_revocation_here_applies_at_once_and_one_elsewhere_within_the_bound,
 );
 
 fn basic(client: &TestClient) -> String {
@@ -206,6 +207,60 @@ async fn sec_ir_04_revocation_reaches_every_validator(backend: Backend) {
     assert_eq!(bearer_status(&app, "/oauth/token/info", access).await, 401);
     // And the revocation is remembered: still refused later.
     app.clock.advance(60);
+    assert_eq!(
+        validate(&app, &rs, access, &[]).await.inactive_reason,
+        "revoked"
+    );
+}
+
+/// Every bearer check (gRPC validation, `/api/v4/user`, userinfo, token info,
+/// introspection) goes through one cache of checked tokens. A revocation made through this
+/// process empties it at once; one written by another process (here: straight into the
+/// database) is seen once the cached check is `tokens.validation_cache_seconds` old.
+async fn a_revocation_here_applies_at_once_and_one_elsewhere_within_the_bound(backend: Backend) {
+    let (app, client, rs, _) = setup(backend).await;
+    let tokens = user_tokens(&app, &client).await;
+    let access = tokens["access_token"].as_str().unwrap();
+    assert!(validate(&app, &rs, access, &[]).await.active);
+    assert_eq!(bearer_status(&app, "/api/v4/user", access).await, 200);
+    let (status, _) = post_form(&app, &client, "/oauth/revoke", &[("token", access)]).await;
+    assert_eq!(status, 200);
+    // No clock change: the revocation was made here.
+    assert_eq!(
+        validate(&app, &rs, access, &[]).await.inactive_reason,
+        "revoked"
+    );
+    assert_eq!(bearer_status(&app, "/api/v4/user", access).await, 401);
+    assert_eq!(bearer_status(&app, "/oauth/userinfo", access).await, 401);
+    assert_eq!(bearer_status(&app, "/oauth/token/info", access).await, 401);
+    let (_, body) = post_form(&app, &client, "/oauth/introspect", &[("token", access)]).await;
+    assert_eq!(body, serde_json::json!({"active": false}));
+
+    // Another replica revokes: this one learns it from the row, within the bound.
+    let tokens = user_tokens(&app, &client).await;
+    let access = tokens["access_token"].as_str().unwrap();
+    assert_eq!(bearer_status(&app, "/api/v4/user", access).await, 200);
+    let (_, body) = post_form(&app, &client, "/oauth/introspect", &[("token", access)]).await;
+    assert_eq!(body["active"], true);
+    app.state
+        .db(|conn| {
+            use diesel::RunQueryDsl;
+            Ok::<_, token_service::error::ServiceError>(
+                diesel::sql_query(
+                    "UPDATE access_tokens SET revoked_at = 1 WHERE revoked_at IS NULL",
+                )
+                .execute(conn)?,
+            )
+        })
+        .await
+        .unwrap();
+    // (Until then the cached check may still answer; other tests in this process move
+    // the change count too, so whether it does is not asserted.)
+    app.clock
+        .advance(app.config.tokens.validation_cache_seconds);
+    assert_eq!(bearer_status(&app, "/api/v4/user", access).await, 401);
+    let (_, body) = post_form(&app, &client, "/oauth/introspect", &[("token", access)]).await;
+    assert_eq!(body, serde_json::json!({"active": false}));
     assert_eq!(
         validate(&app, &rs, access, &[]).await.inactive_reason,
         "revoked"

@@ -54,6 +54,10 @@ pub struct ValidToken {
     pub issued_at: i64,
     /// The user, unless the client acts for itself.
     pub user_id: Option<i64>,
+    /// The user's account as it was read (for `/api/v4/user` and userinfo).
+    pub user: Option<pb::User>,
+    /// False when the token's user is blocked: the token does not work while that lasts.
+    pub user_active: bool,
 }
 
 #[derive(Clone)]
@@ -61,7 +65,10 @@ enum Cached {
     Active {
         token: Arc<ValidToken>,
         checked_at: i64,
+        /// The key set's generation it was verified with.
         generation: u64,
+        /// `db::token_state_changes` when its row was read.
+        changes: u64,
     },
     Revoked {
         expires_at: i64,
@@ -143,6 +150,8 @@ pub async fn validate(
     required: &[String],
 ) -> Result<pb::ValidateResponse, ServiceError> {
     let valid = match check(state, token).await? {
+        // A blocked user's tokens stop working (and work again if the user is unblocked).
+        Ok(valid) if !valid.user_active => return Ok(inactive(reason::REVOKED)),
         Ok(valid) => valid,
         Err(why) => return Ok(inactive(why)),
     };
@@ -169,8 +178,9 @@ fn inactive(why: &str) -> pb::ValidateResponse {
     }
 }
 
-/// The token, or why it is not active.
-async fn check(
+/// The token, or why it is not active. Shared by `TokenValidation.Validate`, the bearer
+/// checks of `/api/v4/user`, userinfo and token info (`bearer`), and introspection.
+pub async fn check(
     state: &AppState,
     token: &str,
 ) -> Result<Result<Arc<ValidToken>, &'static str>, ServiceError> {
@@ -180,6 +190,8 @@ async fn check(
     let now = state.now();
     let key = sha256(token.as_bytes());
     let generation = state.keys.generation();
+    // Read before the row is (see `db::TOKEN_STATE_CHANGES`).
+    let changes = db::token_state_changes();
     let fresh_for = state.config.tokens.validation_cache_seconds;
     let cache = &state.validation_cache;
     let known_jti = match cache.get(&key) {
@@ -188,11 +200,12 @@ async fn check(
             token: valid,
             checked_at,
             generation: cached_generation,
+            changes: cached_changes,
         }) if cached_generation == generation => {
             if valid.expires_at <= now {
                 return Ok(Err(reason::EXPIRED));
             }
-            if now - checked_at < fresh_for {
+            if now - checked_at < fresh_for && cached_changes == changes {
                 return Ok(Ok(valid));
             }
             // The signature was verified with today's keys: only the row is read again.
@@ -200,10 +213,13 @@ async fn check(
         }
         _ => None,
     };
-    let jti = match known_jti {
-        Some(jti) => jti,
+    // The token's own `exp` and `iat`, when it was verified just now: a signed token whose
+    // times differ from its row's (only our key could make one) is not taken for it
+    // (SEC-JW-05).
+    let (jti, times) = match known_jti {
+        Some(jti) => (jti, None),
         None => match state.keys.verify_access_token(token, now) {
-            Ok(claims) => claims.jti,
+            Ok(claims) => (claims.jti, Some((claims.exp, claims.iat))),
             Err(JwtRejection::Expired) => return Ok(Err(reason::EXPIRED)),
             Err(JwtRejection::Invalid) => return Ok(Err(reason::INVALID)),
         },
@@ -211,6 +227,8 @@ async fn check(
     let found = state
         .db(move |conn| Ok::<_, ServiceError>(db::tokens::find_with_owner(conn, &jti)?))
         .await?;
+    let found = found
+        .filter(|(row, ..)| times.is_none_or(|times| times == (row.expires_at, row.created_at)));
     let Some((row, client_uid, user)) = found else {
         cache.remove(&key);
         return Ok(Err(reason::INVALID));
@@ -226,12 +244,9 @@ async fn check(
         cache.remove(&key);
         return Ok(Err(reason::EXPIRED));
     }
-    // A blocked user's tokens stop working (and work again if the user is unblocked).
-    if user.as_ref().is_some_and(|u| !u.is_active()) {
-        cache.remove(&key);
-        return Ok(Err(reason::REVOKED));
-    }
     let valid = Arc::new(ValidToken {
+        user_active: user.as_ref().is_none_or(|u| u.is_active()),
+        user: user.as_ref().map(crate::grpc::convert::user),
         subject: subject(row.user_id, &client_uid),
         scopes: row.scopes.split_whitespace().map(str::to_owned).collect(),
         jti: row.jti,
@@ -244,6 +259,7 @@ async fn check(
         token: valid.clone(),
         checked_at: now,
         generation,
+        changes,
     };
     cache.insert(key, cached, now);
     Ok(Ok(valid))
@@ -263,9 +279,12 @@ mod tests {
                 expires_at: exp,
                 issued_at: 0,
                 user_id: Some(1),
+                user: None,
+                user_active: true,
             }),
             checked_at: 0,
             generation: 0,
+            changes: 0,
         }
     }
 

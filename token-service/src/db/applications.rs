@@ -46,6 +46,7 @@ pub fn list(conn: &mut DbConnection, owner_id: Option<i64>) -> QueryResult<Vec<A
 
 /// Deletes an application; its grants and tokens go with it (foreign keys cascade).
 pub fn delete(conn: &mut DbConnection, uid: &str) -> QueryResult<usize> {
+    super::token_state_changed();
     diesel::delete(applications::table.filter(applications::uid.eq(uid))).execute(conn)
 }
 

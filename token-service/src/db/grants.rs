@@ -44,6 +44,7 @@ pub fn consume(conn: &mut DbConnection, id: i64, now: i64) -> QueryResult<bool> 
 /// RFC 6749 §4.1.2: revokes every token minted from code `grant_id` (and their refresh
 /// families, which share the grant id), in one statement.
 pub fn revoke_tokens_of(conn: &mut DbConnection, grant_id: i64, now: i64) -> QueryResult<usize> {
+    super::token_state_changed();
     diesel::update(
         access_tokens::table
             .filter(access_tokens::grant_id.eq(grant_id))
@@ -60,6 +61,7 @@ pub fn revoke_authorization(
     application_id: i64,
     now: i64,
 ) -> QueryResult<usize> {
+    super::token_state_changed();
     diesel::update(
         access_grants::table
             .filter(access_grants::user_id.eq(user_id))

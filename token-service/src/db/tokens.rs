@@ -95,6 +95,7 @@ pub fn lock_family(conn: &mut DbConnection, family_id: &str) -> QueryResult<()> 
 
 /// Revokes every live token of a refresh family in one set-based statement.
 pub fn revoke_family(conn: &mut DbConnection, family_id: &str, now: i64) -> QueryResult<usize> {
+    super::token_state_changed();
     diesel::update(
         access_tokens::table
             .filter(access_tokens::family_id.eq(family_id))
@@ -106,6 +107,7 @@ pub fn revoke_family(conn: &mut DbConnection, family_id: &str, now: i64) -> Quer
 
 /// Revokes one token row (access and refresh together).
 pub fn revoke(conn: &mut DbConnection, jti: &str, now: i64) -> QueryResult<usize> {
+    super::token_state_changed();
     diesel::update(
         access_tokens::table
             .filter(access_tokens::jti.eq(jti))

@@ -76,6 +76,7 @@ pub fn update_password_hash(
 
 /// Sets the account state ("active" or "blocked").
 pub fn set_state(conn: &mut DbConnection, id: i64, state: &str, now: i64) -> QueryResult<usize> {
+    super::token_state_changed();
     diesel::update(users::table.find(id))
         .set((users::state.eq(state), users::updated_at.eq(now)))
         .execute(conn)
@@ -85,6 +86,7 @@ pub fn set_state(conn: &mut DbConnection, id: i64, state: &str, now: i64) -> Que
 /// `last_sign_in_at` and sets it to `now` (`auth_time` of later id_tokens, GitLab's
 /// `current_sign_in_at` on `/api/v4/user`).
 pub fn record_sign_in(conn: &mut DbConnection, id: i64, now: i64) -> QueryResult<usize> {
+    super::token_state_changed();
     diesel::update(users::table.find(id))
         .set((
             users::last_sign_in_at.eq(users::current_sign_in_at),

@@ -73,11 +73,15 @@ impl TokenService for TokenServiceImpl {
         request: Request<pb::IntrospectRequest>,
     ) -> Result<Response<pb::IntrospectResponse>, Status> {
         let request = request.into_inner();
-        let state = self.state.clone();
-        let outcome = self
-            .state
-            .db(move |conn| lifecycle::introspect(&state, conn, &request))
-            .await?;
+        let outcome = match lifecycle::introspect_access_token(&self.state, &request).await? {
+            Some(outcome) => outcome,
+            None => {
+                let state = self.state.clone();
+                self.state
+                    .db(move |conn| lifecycle::introspect(&state, conn, &request))
+                    .await?
+            }
+        };
         let result = match outcome {
             Ok(introspection) => pb::introspect_response::Result::Introspection(introspection),
             Err(failure) => pb::introspect_response::Result::Error(failure.to_proto()),

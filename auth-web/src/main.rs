@@ -1,5 +1,9 @@
 //! `auth-web`: serves HTTP, pointed at token-service by `TOKEN_SERVICE_URL`.
 
+/// mimalloc instead of glibc's malloc (see the all-in-one `doorward` binary).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::path::PathBuf;
 
 use auth_web::AuthWebApp;

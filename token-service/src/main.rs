@@ -1,5 +1,9 @@
 //! `token-service`: serves gRPC (the default) or runs an operator command.
 
+/// mimalloc instead of glibc's malloc (see the all-in-one `doorward` binary).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::path::PathBuf;
 use std::sync::Arc;
 

@@ -101,11 +101,14 @@ impl ManageConnection for DbManager {
         };
         if let DbConnection::Sqlite(sqlite) = &mut conn {
             // busy_timeout queues writers instead of failing them; NORMAL is durable across
-            // process crashes in WAL mode (set once in `connect_and_migrate`).
+            // process crashes in WAL mode (set once in `connect_and_migrate`). Temporary
+            // files in memory: the writer's batches put each grant in a savepoint, whose
+            // statement journal would otherwise be a file created and deleted per batch.
             sqlite
                 .batch_execute(
                     "PRAGMA busy_timeout = 10000; PRAGMA synchronous = NORMAL; \
-                     PRAGMA foreign_keys = ON; PRAGMA mmap_size = 268435456;",
+                     PRAGMA foreign_keys = ON; PRAGMA mmap_size = 268435456; \
+                     PRAGMA temp_store = MEMORY;",
                 )
                 .map_err(r2d2::Error::QueryError)?;
         }

@@ -96,27 +96,81 @@ pub struct Issue<'a> {
     pub auth_time: Option<i64>,
 }
 
-/// Stores and signs a new token.
+/// A token whose row is (or is about to be) stored, signed only once the write transaction
+/// has committed: signing, and above all an id_token's RSA signature, stays off the batched
+/// writer's thread (`db::writer`), where it would hold up every other grant's commit.
+pub struct Unsigned {
+    row: AccessTokenRow,
+    client_uid: String,
+    refresh_token: Option<Secret>,
+    user: Option<UserRow>,
+    nonce: Option<String>,
+    auth_time: Option<i64>,
+    now: i64,
+}
+
+impl Unsigned {
+    /// An already stored token, signed again: the access token of `row` (deterministic:
+    /// the same claims and key give the same signature) with `refresh_token`.
+    pub fn stored(
+        row: AccessTokenRow,
+        client_uid: &str,
+        refresh_token: Secret,
+        user: Option<UserRow>,
+        now: i64,
+    ) -> Self {
+        Self {
+            auth_time: user.as_ref().and_then(|u| u.current_sign_in_at),
+            row,
+            client_uid: client_uid.to_owned(),
+            refresh_token: Some(refresh_token),
+            user,
+            nonce: None,
+            now,
+        }
+    }
+
+    /// The row to store.
+    pub fn row(&self) -> &AccessTokenRow {
+        &self.row
+    }
+
+    /// The token response: the signed access token, and an id_token when it is due.
+    pub fn sign(self, state: &AppState) -> Result<pb::TokenSet, ServiceError> {
+        let set = token_set(
+            state,
+            &self.row,
+            &self.client_uid,
+            self.refresh_token.as_ref(),
+            self.now,
+        )?;
+        with_id_token(
+            state,
+            set,
+            &self.client_uid,
+            self.user.as_ref(),
+            self.nonce.as_deref(),
+            self.auth_time,
+            self.now,
+        )
+    }
+}
+
+/// Stores a new token; sign it (`Unsigned::sign`) once the transaction has committed.
 pub fn mint(
     state: &AppState,
     conn: &mut DbConnection,
     issue: &Issue<'_>,
     refresh: RefreshPlan,
     now: i64,
-) -> Result<pb::TokenSet, ServiceError> {
-    let (row, set) = prepare(state, issue, refresh, now)?;
-    db::tokens::insert(conn, &row)?;
-    Ok(set)
+) -> Result<Unsigned, ServiceError> {
+    let unsigned = prepare(state, issue, refresh, now);
+    db::tokens::insert(conn, &unsigned.row)?;
+    Ok(unsigned)
 }
 
-/// Signs a new token: its row, to be stored before the response may go out, and the
-/// response.
-pub fn prepare(
-    state: &AppState,
-    issue: &Issue<'_>,
-    refresh: RefreshPlan,
-    now: i64,
-) -> Result<(AccessTokenRow, pb::TokenSet), ServiceError> {
+/// A new token, not stored yet.
+pub fn prepare(state: &AppState, issue: &Issue<'_>, refresh: RefreshPlan, now: i64) -> Unsigned {
     let Issue {
         app,
         user,
@@ -163,9 +217,15 @@ pub fn prepare(
         grant_id,
         refresh_scopes,
     };
-    let set = token_set(state, &row, &app.uid, refresh_token.as_ref(), now)?;
-    let set = with_id_token(state, set, &app.uid, user, nonce, auth_time, now)?;
-    Ok((row, set))
+    Unsigned {
+        row,
+        client_uid: app.uid.clone(),
+        refresh_token,
+        user: user.cloned(),
+        nonce: nonce.map(str::to_owned),
+        auth_time,
+        now,
+    }
 }
 
 /// Adds an id_token (OpenID Connect Core §3.1.3.3) when the token is a user's and its

@@ -47,7 +47,7 @@ pub async fn exchange(
             )
         })
         .await?;
-    Ok(outcome?)
+    Ok(outcome?.sign(state)?)
 }
 
 fn redeem(
@@ -58,7 +58,7 @@ fn redeem(
     redirect_uri: &str,
     verifier: Option<&str>,
     now: i64,
-) -> Result<Result<pb::TokenSet, OAuthFailure>, ServiceError> {
+) -> Result<Result<issuance::Unsigned, OAuthFailure>, ServiceError> {
     let invalid = super::invalid_grant;
     let Some(grant) = db::grants::find_by_code_hash(conn, &code.sha256())? else {
         return Ok(Err(invalid()));

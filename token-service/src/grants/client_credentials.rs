@@ -9,9 +9,8 @@ use crate::error::{GrantError, ServiceError};
 use crate::issuance::{self, RefreshPlan};
 use crate::state::AppState;
 
-/// The hot path of machine clients: the client's record comes from the cache and the token
-/// is signed on the request's task; only the row's insert goes to the batched writer, and
-/// the response waits for its commit.
+/// The hot path of machine clients: the client's record comes from the cache; only the
+/// row's insert goes to the batched writer, and the token is signed after its commit.
 pub async fn exchange(
     state: &AppState,
     request: pb::ExchangeRequest,
@@ -28,10 +27,13 @@ pub async fn exchange(
         nonce: None,
         auth_time: None,
     };
-    let (row, set) = issuance::prepare(state, &issue, RefreshPlan::None, now)?;
-    state
-        .write(move |conn| Ok::<_, ServiceError>(db::tokens::insert(conn, &row)?))
+    let unsigned = issuance::prepare(state, &issue, RefreshPlan::None, now);
+    let unsigned = state
+        .write(move |conn| {
+            db::tokens::insert(conn, unsigned.row())?;
+            Ok::<_, ServiceError>(unsigned)
+        })
         .await
         .map_err(|e| clients::application_gone(state, &app.uid, e))?;
-    Ok(set)
+    Ok(unsigned.sign(state)?)
 }

@@ -37,7 +37,10 @@ pub async fn exchange(
             // Ok carries refusals too: the recorded poll and the claim must commit.
             let outcome = db::write_transaction(
                 conn,
-                |conn| -> Result<Result<pb::TokenSet, OAuthFailure>, crate::error::ServiceError> {
+                |conn| -> Result<
+                    Result<issuance::Unsigned, OAuthFailure>,
+                    crate::error::ServiceError,
+                > {
                     let Some(grant) =
                         device_grants::find_by_device_code_hash(conn, &device_code.sha256())?
                     else {
@@ -109,7 +112,7 @@ pub async fn exchange(
                     )?))
                 },
             )?;
-            Ok(outcome?)
+            Ok(outcome?.sign(&state2)?)
         })
         .await
 }

@@ -36,7 +36,7 @@ pub async fn exchange(
 
     let uid = app.uid.clone();
     let state2 = state.clone();
-    state
+    let unsigned = state
         .write(move |conn| {
             let now = state2.now();
             {
@@ -68,5 +68,6 @@ pub async fn exchange(
         .map_err(|e| match e {
             GrantError::Service(e) => clients::application_gone(state, &uid, e),
             refused => refused,
-        })
+        })?;
+    Ok(unsigned.sign(state)?)
 }

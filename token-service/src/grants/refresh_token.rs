@@ -61,7 +61,7 @@ pub async fn exchange(
             )
         })
         .await?;
-    Ok(outcome?)
+    Ok(outcome?.sign(state)?)
 }
 
 fn rotate(
@@ -71,7 +71,7 @@ fn rotate(
     presented: &Secret,
     requested_scope: Option<&str>,
     now: i64,
-) -> Result<Result<pb::TokenSet, OAuthFailure>, ServiceError> {
+) -> Result<Result<issuance::Unsigned, OAuthFailure>, ServiceError> {
     let tokens = &state.config.tokens;
     let Some(found) = db::tokens::find_by_refresh_hash(conn, &presented.sha256())? else {
         return Ok(Err(super::invalid_grant()));
@@ -147,7 +147,7 @@ fn rotate(
                 nonce: None,
                 auth_time: user.as_ref().and_then(|u| u.current_sign_in_at),
             };
-            let set = issuance::mint(
+            let unsigned = issuance::mint(
                 state,
                 conn,
                 &issue,
@@ -160,7 +160,7 @@ fn rotate(
                 },
                 now,
             )?;
-            return Ok(Ok(set));
+            return Ok(Ok(unsigned));
         }
         // Another transaction rotated it between our read and our claim (PostgreSQL):
         // read what it did and continue as a retry.
@@ -174,8 +174,8 @@ fn rotate(
         }
     }
 
-    if let Some(set) = grace_retry(state, conn, app, &row, presented, now)? {
-        return Ok(Ok(set));
+    if let Some(again) = grace_retry(state, conn, app, &row, presented, now)? {
+        return Ok(Ok(again));
     }
     // SEC-RT-02: reuse of a rotated token revokes the family.
     let revoked = db::tokens::revoke_family(conn, &family_id, now)?;
@@ -199,7 +199,7 @@ fn grace_retry(
     row: &AccessTokenRow,
     presented: &Secret,
     now: i64,
-) -> Result<Option<pb::TokenSet>, ServiceError> {
+) -> Result<Option<issuance::Unsigned>, ServiceError> {
     let Some(rotated_at) = row.refresh_rotated_at else {
         return Ok(None);
     };
@@ -217,21 +217,17 @@ fn grace_retry(
     }
     let refresh_token =
         derive_successor_refresh_token(&state.refresh_derivation_key, presented.expose());
-    let set = issuance::token_set(state, &successor, &app.uid, Some(&refresh_token), now)?;
     let user = match successor.user_id {
         Some(id) => db::users::find(conn, id)?,
         None => None,
     };
-    let auth_time = user.as_ref().and_then(|u| u.current_sign_in_at);
-    Ok(Some(issuance::with_id_token(
-        state,
-        set,
+    Ok(Some(issuance::Unsigned::stored(
+        successor,
         &app.uid,
-        user.as_ref(),
-        None,
-        auth_time,
+        refresh_token,
+        user,
         now,
-    )?))
+    )))
 }
 
 #[cfg(test)]

@@ -152,3 +152,112 @@ fn run_batch(pool: &DbPool, batch: Vec<Job>) {
         finish(commit.as_ref().map(|_| ()).map_err(String::as_str));
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use diesel::RunQueryDsl;
+
+    use super::*;
+    use crate::db::connect_and_migrate;
+
+    fn scratch_pool(name: &str) -> DbPool {
+        let dir = std::env::temp_dir().join(format!(
+            "doorward-writer-{name}-{}",
+            doorward_shared::secret::random_id()
+        ));
+        let url = format!("sqlite://{}/w.db", dir.display());
+        connect_and_migrate(&url, 4, Duration::from_secs(5)).unwrap()
+    }
+
+    fn insert_secret(conn: &mut DbConnection, name: &str) -> diesel::QueryResult<usize> {
+        diesel::sql_query(
+            "INSERT INTO server_secrets (name, value, created_at) VALUES (?, x'00', 0)",
+        )
+        .bind::<diesel::sql_types::Text, _>(name)
+        .execute(conn)
+    }
+
+    fn names(pool: &DbPool) -> Vec<String> {
+        #[derive(diesel::QueryableByName)]
+        struct Row {
+            #[diesel(sql_type = diesel::sql_types::Text)]
+            name: String,
+        }
+        let mut conn = pool.get().unwrap();
+        let mut rows: Vec<String> =
+            diesel::sql_query("SELECT name FROM server_secrets WHERE name LIKE 'job-%'")
+                .load::<Row>(&mut *conn)
+                .unwrap()
+                .into_iter()
+                .map(|r| r.name)
+                .collect();
+        rows.sort();
+        rows
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_failing_job_undoes_only_its_own_writes() {
+        let pool = scratch_pool("savepoints");
+        let writer = Writer::start(pool.clone(), 1).unwrap();
+        // Many at once, so that batches form; every third job writes, then fails.
+        let jobs = (0..60).map(|i| {
+            let writer = writer.clone();
+            tokio::spawn(async move {
+                writer
+                    .write(move |conn| {
+                        insert_secret(conn, &format!("job-{i:02}"))?;
+                        if i % 3 == 0 {
+                            return Err(ServiceError::Commit("refused".into()));
+                        }
+                        Ok(i)
+                    })
+                    .await
+            })
+        });
+        let mut answered = Vec::new();
+        for job in jobs.collect::<Vec<_>>() {
+            if let Ok(i) = job.await.unwrap() {
+                answered.push(format!("job-{i:02}"));
+            }
+        }
+        answered.sort();
+        assert_eq!(answered.len(), 40);
+        assert_eq!(
+            names(&pool),
+            answered,
+            "exactly the successful jobs are stored"
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_panicking_job_fails_its_batch_and_the_writer_goes_on() {
+        let pool = scratch_pool("panic");
+        let writer = Writer::start(pool.clone(), 1).unwrap();
+        let panicked = writer
+            .write(|conn| -> Result<(), ServiceError> {
+                insert_secret(conn, "job-lost")?;
+                panic!("a bug in a job");
+            })
+            .await;
+        assert!(panicked.is_err());
+        writer
+            .write(|conn| Ok::<_, ServiceError>(insert_secret(conn, "job-kept")?))
+            .await
+            .unwrap();
+        assert_eq!(names(&pool), vec!["job-kept".to_owned()]);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_job_is_answered_after_its_commit() {
+        let pool = scratch_pool("commit");
+        let writer = Writer::start(pool.clone(), 1).unwrap();
+        writer
+            .write(|conn| Ok::<_, ServiceError>(insert_secret(conn, "job-1")?))
+            .await
+            .unwrap();
+        // Another connection sees the row: it was committed before the answer.
+        assert_eq!(names(&pool), vec!["job-1".to_owned()]);
+    }
+}

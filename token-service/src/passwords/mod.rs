@@ -379,7 +379,10 @@ mod tests {
             let stored = stored.clone();
             burst.spawn(async move {
                 let password = if i % 2 == 0 { "pw-burst" } else { "wrong-pw" };
-                (i, hasher.verify(Some(&stored), &Secret::new(password)).await)
+                (
+                    i,
+                    hasher.verify(Some(&stored), &Secret::new(password)).await,
+                )
             });
         }
         let (mut verified, mut shed) = (0, 0);
@@ -392,7 +395,10 @@ mod tests {
             }
         }
         assert_eq!(verified + shed, 200);
-        assert!(verified >= 18, "at least the threads' and the queue's worth ran");
+        assert!(
+            verified >= 18,
+            "at least the threads' and the queue's worth ran"
+        );
         // Afterwards the pool works as before, one request after another.
         for _ in 0..20 {
             assert_eq!(

@@ -211,6 +211,7 @@ pub async fn authenticate_password(
         Ok(v) => v,
         Err(HashError::TooLong(_)) => return Err(bad_credentials().into()),
         Err(HashError::Overloaded) => {
+            state.throttle.unchecked(&account, client_ip);
             // RFC 6749 §5.2 `temporarily_unavailable`; the queue drains within about a
             // second (RFC 9110 §10.2.3 Retry-After), so clients need not hammer it.
             let mut failure = OAuthFailure::new(ErrorCode::TemporarilyUnavailable);

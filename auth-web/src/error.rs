@@ -72,7 +72,9 @@ impl OAuthError {
     pub fn from_proto(error: pb::OAuthError) -> Self {
         let mut status = status_for(&error.error);
         let retry_after = (error.retry_after_seconds > 0).then_some(error.retry_after_seconds);
-        if retry_after.is_some() {
+        // A rate limit's refusal is 429; an overload keeps its 503 (RFC 6749 §5.2), both
+        // with Retry-After.
+        if retry_after.is_some() && status != StatusCode::SERVICE_UNAVAILABLE {
             status = StatusCode::TOO_MANY_REQUESTS;
         }
         Self {
@@ -180,6 +182,30 @@ mod tests {
         assert_eq!(
             status_for("temporarily_unavailable"),
             StatusCode::SERVICE_UNAVAILABLE
+        );
+    }
+
+    #[test]
+    fn retry_after_makes_refusals_429_but_overloads_stay_503() {
+        let answer = |error: &str| {
+            OAuthError::from_proto(pb::OAuthError {
+                error: error.to_owned(),
+                error_description: "d".to_owned(),
+                retry_after_seconds: 1,
+            })
+        };
+        for code in ["invalid_grant", "invalid_client"] {
+            assert_eq!(answer(code).status, StatusCode::TOO_MANY_REQUESTS, "{code}");
+        }
+        let overloaded = answer("temporarily_unavailable");
+        assert_eq!(overloaded.status, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(
+            overloaded
+                .response()
+                .headers()
+                .get(header::RETRY_AFTER)
+                .unwrap(),
+            "1"
         );
     }
 

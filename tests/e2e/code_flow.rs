@@ -12,6 +12,7 @@ both_backends!(
     sec_az_01_unknown_client_or_unregistered_redirect_uri_is_never_redirected,
     authorization_request_errors_follow_the_check_order,
     sec_sc_03_consent_is_skipped_only_for_trusted_or_already_granted_confidential_clients,
+    sec_sc_03_earlier_consent_is_found_among_many_tokens_and_revoked_ones_do_not_count,
     sec_tk_03_replayed_code_revokes_issued_tokens,
     sec_tk_04_codes_are_consumed_atomically,
     sec_tk_05_code_bound_to_client_and_redirect_uri,
@@ -366,6 +367,72 @@ async fn sec_sc_03_consent_is_skipped_only_for_trusted_or_already_granted_confid
     assert!(!skip(
         pre_authorize(&app, with_pkce(request(&public)), Some(user)).await
     ));
+}
+
+async fn sec_sc_03_earlier_consent_is_found_among_many_tokens_and_revoked_ones_do_not_count(
+    backend: Backend,
+) {
+    let app = TestApp::spawn(backend).await;
+    let user = app.create_user("jane", "sekret-password").await;
+    let client = app
+        .create_client("api read_user openid profile email", true, false)
+        .await;
+    let app_id = app
+        .scalar(format!(
+            "SELECT id AS n FROM applications WHERE uid = '{}'",
+            client.id
+        ))
+        .await;
+    // Many live tokens, none covering `api`, under scope strings that sort before it...
+    let tokens = |first: i64, count: i64, scopes: &str, revoked: &str| {
+        format!(
+            "INSERT INTO access_tokens (jti, application_id, user_id, scopes, created_at, \
+             expires_at, revoked_at) WITH RECURSIVE n(i) AS (SELECT {first} UNION ALL \
+             SELECT i + 1 FROM n WHERE i < {last}) SELECT 'many-' || i, {app_id}, {user}, \
+             '{scopes}', i, i + 7200, {revoked} FROM n",
+            last = first + count - 1
+        )
+    };
+    let insert = |sql: String| async {
+        app.state
+            .db(move |conn| {
+                use diesel::RunQueryDsl as _;
+                diesel::sql_query(sql)
+                    .execute(conn)
+                    .map_err(token_service::error::ServiceError::from)
+            })
+            .await
+            .unwrap()
+    };
+    insert(tokens(1, 500, "email", "NULL")).await;
+    insert(tokens(501, 500, "email openid", "NULL")).await;
+    insert(tokens(1001, 500, "openid profile", "NULL")).await;
+    let mut api = request(&client);
+    api.scope = Some("api".into());
+    let skip = |result: pb::pre_authorize_response::Result| match result {
+        pb::pre_authorize_response::Result::Ok(ok) => ok.skip_consent,
+        other => panic!("{other:?}"),
+    };
+    assert!(!skip(pre_authorize(&app, api.clone(), Some(user)).await));
+    // ...a revoked one that covers it does not count...
+    insert(tokens(1501, 1, "api read_user", "1")).await;
+    assert!(!skip(pre_authorize(&app, api.clone(), Some(user)).await));
+    // ...one live token that covers it does, whatever its place among the others (here
+    // after every other scope string); expired but unrevoked counts, as in doorkeeper.
+    insert(tokens(1502, 1, "read_user api", "NULL")).await;
+    assert!(skip(pre_authorize(&app, api.clone(), Some(user)).await));
+    let mut both = api.clone();
+    both.scope = Some("read_user api".into());
+    assert!(skip(pre_authorize(&app, both, Some(user)).await));
+    // Scopes no single token covers are not granted, even if the union would cover them.
+    let mut union = api;
+    union.scope = Some("api email".into());
+    assert!(!skip(pre_authorize(&app, union, Some(user)).await));
+    // Another user's tokens are not this user's consent.
+    let other = app.create_user("john", "sekret-password").await;
+    let mut api = request(&client);
+    api.scope = Some("api".into());
+    assert!(!skip(pre_authorize(&app, api, Some(other)).await));
 }
 
 async fn sec_tk_03_replayed_code_revokes_issued_tokens(backend: Backend) {

@@ -17,6 +17,7 @@ both_backends!(
     sec_ds_02_overlong_passwords_are_refused_fast,
     nul_bytes_and_repeated_json_members_are_invalid_requests,
     sec_rl_03_client_secret_guessing_is_throttled,
+    sec_ds_02_a_full_hashing_queue_answers_503_with_retry_after,
 );
 
 async fn sec_rl_03_client_secret_guessing_is_throttled(backend: Backend) {
@@ -596,4 +597,60 @@ async fn nul_bytes_and_repeated_json_members_are_invalid_requests(backend: Backe
         Some(doorward_proto::v1::exchange_response::Result::Error(_))
     ));
     assert_eq!(app.count("access_tokens").await, 0);
+}
+
+async fn sec_ds_02_a_full_hashing_queue_answers_503_with_retry_after(backend: Backend) {
+    // One hashing thread and no queue: a single hash in progress fills the pool.
+    let app = TestApp::spawn_with(backend, |config| {
+        config.passwords.max_concurrent_hashes = Some(1);
+        config.passwords.max_queued_hashes = 0;
+    })
+    .await;
+    app.create_user("jane", "sekret-password").await;
+    let client = app.default_client().await;
+    let password = [
+        ("grant_type", "password"),
+        ("username", "jane"),
+        ("password", "sekret-password"),
+    ];
+    // A hash that holds its admission ticket until `busy` is polled to the end or dropped:
+    // polled once (the ticket is taken on the first poll), then left alone.
+    let secret = doorward_shared::Secret::new("another-password");
+    let busy = app.state.hasher.hash(&secret);
+    tokio::pin!(busy);
+    let first_poll = tokio::time::timeout(std::time::Duration::ZERO, &mut busy).await;
+    assert!(first_poll.is_err(), "the hash is still running");
+
+    // RFC 6749 §5.2: 503 `temporarily_unavailable`, with Retry-After so that clients wait.
+    // More times than the sign-in throttle allows attempts (5 per account and IP): the
+    // attempts that were never checked are not counted against the user.
+    for _ in 0..6 {
+        let response = app.token_basic(&client, &password).await;
+        assert_eq!(
+            response.headers().get("retry-after").unwrap(),
+            "1",
+            "Retry-After"
+        );
+        let body = assert_error(response, 503, "temporarily_unavailable").await;
+        assert_eq!(
+            body.as_object().unwrap().keys().collect::<Vec<_>>(),
+            ["error", "error_description"]
+        );
+    }
+    // The sign-in form says the service is busy, not that the password is wrong.
+    let browser = doorward_tests::browser::Browser::new(&app.base);
+    let page = browser
+        .sign_in("/users/sign_in", "jane", "sekret-password")
+        .await;
+    assert_eq!(page.status, 503);
+    assert_eq!(page.header("retry-after").as_deref(), Some("1"));
+    assert!(!page.body.contains("Invalid username"), "{}", page.body);
+
+    // Once the hash is done, the same request succeeds, and sign-in too.
+    busy.await.unwrap();
+    assert_eq!(app.token_basic(&client, &password).await.status(), 200);
+    let page = browser
+        .sign_in("/users/sign_in", "jane", "sekret-password")
+        .await;
+    assert_eq!(page.status, 303, "signed in");
 }

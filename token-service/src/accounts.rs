@@ -9,6 +9,10 @@ use crate::error::{GrantError, OAuthFailure, ServiceError};
 use crate::passwords::{HashError, Verified};
 use crate::state::AppState;
 
+/// `Retry-After` of the answer when the password hashing queue is full: the queue (64
+/// hashes at ~16 ms on each hashing thread by default) drains within about a second.
+pub const OVERLOADED_RETRY_AFTER_SECONDS: u32 = 1;
+
 /// A field that failed validation, with the message to show.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FieldError {
@@ -207,7 +211,12 @@ pub async fn authenticate_password(
         Ok(v) => v,
         Err(HashError::TooLong(_)) => return Err(bad_credentials().into()),
         Err(HashError::Overloaded) => {
-            return Err(OAuthFailure::new(ErrorCode::TemporarilyUnavailable).into());
+            state.throttle.unchecked(&account, client_ip);
+            // RFC 6749 §5.2 `temporarily_unavailable`; the queue drains within about a
+            // second (RFC 9110 §10.2.3 Retry-After), so clients need not hammer it.
+            let mut failure = OAuthFailure::new(ErrorCode::TemporarilyUnavailable);
+            failure.retry_after_seconds = OVERLOADED_RETRY_AFTER_SECONDS;
+            return Err(failure.into());
         }
         Err(e) => return Err(ServiceError::from(e).into()),
     };

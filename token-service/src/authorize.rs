@@ -105,11 +105,29 @@ fn parse_prompt(value: Option<&str>) -> Result<Prompt, AuthorizeError> {
     Ok(prompt)
 }
 
+/// Where the consent question stands when a request is checked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Consent {
+    /// Still to be asked (`PreAuthorize`): look up whether the page can be skipped.
+    Open,
+    /// Just given (`IssueCode`): earlier grants would change nothing, so none are looked up.
+    Given,
+}
+
 /// Checks an authorization request for `user_id` (if signed in), in doorkeeper's order.
 pub fn pre_authorize(
     conn: &mut DbConnection,
     request: &pb::AuthorizationRequest,
     user_id: Option<i64>,
+) -> Result<Result<PreAuthorized, AuthorizeError>, ServiceError> {
+    check(conn, request, user_id, Consent::Open)
+}
+
+fn check(
+    conn: &mut DbConnection,
+    request: &pb::AuthorizationRequest,
+    user_id: Option<i64>,
+    consent: Consent,
 ) -> Result<Result<PreAuthorized, AuthorizeError>, ServiceError> {
     // 1-3: the client, before anything else (SEC-AZ-01).
     if request.client_id.is_empty() {
@@ -141,7 +159,7 @@ pub fn pre_authorize(
         ))));
     }
     // From here on the client and its redirect URI are trusted: errors are redirected.
-    Ok(check_request(conn, request, app, user_id))
+    Ok(check_request(conn, request, app, user_id, consent))
 }
 
 fn check_request(
@@ -149,6 +167,7 @@ fn check_request(
     request: &pb::AuthorizationRequest,
     app: ApplicationRow,
     user_id: Option<i64>,
+    consent: Consent,
 ) -> Result<PreAuthorized, AuthorizeError> {
     let too_long = |v: &Option<String>| v.as_ref().is_some_and(|v| v.len() > MAX_STATE_LEN);
     if too_long(&request.state) || too_long(&request.nonce) {
@@ -216,17 +235,18 @@ fn check_request(
         }
     };
     let prompt = parse_prompt(request.prompt.as_deref())?;
-    let skip_consent = !prompt.consent
-        && match user_id {
-            Some(user_id) => {
-                app.trusted
-                    || (app.confidential
-                        && already_granted(conn, user_id, app.id, &scopes).map_err(|_| {
-                            AuthorizeError::redirect(OAuthFailure::new(ErrorCode::ServerError))
-                        })?)
-            }
-            None => app.trusted,
-        };
+    let skip_consent = consent == Consent::Given
+        || (!prompt.consent
+            && match user_id {
+                Some(user_id) => {
+                    app.trusted
+                        || (app.confidential
+                            && already_granted(conn, user_id, app.id, &scopes).map_err(|_| {
+                                AuthorizeError::redirect(OAuthFailure::new(ErrorCode::ServerError))
+                            })?)
+                }
+                None => app.trusted,
+            });
     if prompt.none {
         if user_id.is_none() {
             return Err(AuthorizeError::redirect(OAuthFailure::new(
@@ -247,19 +267,25 @@ fn check_request(
     })
 }
 
-/// Whether the user holds a live token for the application covering `scopes`.
+/// Whether the user holds a live (unrevoked, as doorkeeper's `matching_token_for`) token for
+/// the application covering `scopes`. Walks the distinct scope strings of those tokens rather
+/// than the tokens, so a user with thousands of them costs a few index probes.
 fn already_granted(
     conn: &mut DbConnection,
     user_id: i64,
     application_id: i64,
     scopes: &ScopeSet,
 ) -> Result<bool, ServiceError> {
-    Ok(db::grants::live_authorizations(conn, user_id)?
-        .into_iter()
-        .filter(|(app, _, _)| *app == application_id)
-        .any(|(_, granted, _)| {
-            ScopeSet::parse(&granted).is_ok_and(|granted| scopes.is_subset_of(&granted))
-        }))
+    let mut after = None;
+    while let Some(granted) =
+        db::grants::next_live_scopes(conn, user_id, application_id, after.as_deref())?
+    {
+        if ScopeSet::parse(&granted).is_ok_and(|granted| scopes.is_subset_of(&granted)) {
+            return Ok(true);
+        }
+        after = Some(granted);
+    }
+    Ok(false)
 }
 
 /// Issues a code for an approved request: the request is checked again (auth-web is not
@@ -274,7 +300,7 @@ pub fn issue_code(
     // The user has just consented, so the prompt has been answered.
     let mut request = request.clone();
     request.prompt = None;
-    let pre = match pre_authorize(conn, &request, Some(user_id))? {
+    let pre = match check(conn, &request, Some(user_id), Consent::Given)? {
         Ok(pre) => pre,
         Err(err) => return Ok(Err(err)),
     };

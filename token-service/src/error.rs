@@ -15,7 +15,8 @@ pub struct OAuthFailure {
     pub code: ErrorCode,
     /// The description.
     pub description: Cow<'static, str>,
-    /// Set when a rate limit refused the request.
+    /// Set when a rate limit refused the request (`invalid_grant`, answered 429) or the
+    /// service is overloaded (`temporarily_unavailable`, answered 503).
     pub retry_after_seconds: u32,
 }
 

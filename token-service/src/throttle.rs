@@ -143,6 +143,16 @@ impl SignInThrottle {
 
     /// A successful sign-in: the attempt it counted is forgiven.
     pub fn succeeded(&self, account: &str, ip: &str) {
+        self.forgive(account, ip);
+    }
+
+    /// An attempt that was counted but never checked (the password hashing pool shed it):
+    /// forgiven too, so that retrying through an overload cannot lock the user out.
+    pub fn unchecked(&self, account: &str, ip: &str) {
+        self.forgive(account, ip);
+    }
+
+    fn forgive(&self, account: &str, ip: &str) {
         let mut guard = match self.state.lock() {
             Ok(w) => w,
             Err(poisoned) => poisoned.into_inner(),

@@ -7,6 +7,7 @@ use actix_web::http::{StatusCode, header};
 use actix_web::{HttpRequest, HttpResponse, web};
 use askama::Template;
 use doorward_proto::v1 as pb;
+use doorward_shared::ErrorCode;
 
 use crate::pages::{self, render};
 use crate::params::{Params, read_body};
@@ -171,6 +172,25 @@ pub async fn submit(
                 state.now(),
             );
             redirect(&target)
+        }
+        // The password hashing queue is full: not the user's fault, so the form stays
+        // filled and says so, with Retry-After like the token endpoint's 503.
+        Some(pb::authenticate_password_response::Result::Error(error))
+            if error.error == ErrorCode::TemporarilyUnavailable.as_str() =>
+        {
+            let mut page = sign_in_page(
+                &state,
+                &session,
+                StatusCode::SERVICE_UNAVAILABLE,
+                &target,
+                &login,
+                Some("Doorward is busy checking other passwords. Try again in a moment."),
+            );
+            if let Ok(value) = header::HeaderValue::from_str(&error.retry_after_seconds.to_string())
+            {
+                page.headers_mut().insert(header::RETRY_AFTER, value);
+            }
+            page
         }
         Some(pb::authenticate_password_response::Result::Error(error))
             if error.retry_after_seconds > 0 =>

@@ -80,6 +80,32 @@ pub fn revoke_authorization(
     .execute(conn)
 }
 
+/// The smallest scope string of the user's unrevoked tokens for `application_id` that sorts
+/// after `after` (from the first when `None`): called repeatedly, it walks the distinct scope
+/// strings, one probe of `access_tokens_live_scopes_idx` each, so the cost does not grow with
+/// the number of tokens.
+pub fn next_live_scopes(
+    conn: &mut DbConnection,
+    user_id: i64,
+    application_id: i64,
+    after: Option<&str>,
+) -> QueryResult<Option<String>> {
+    // `user_id = ?` and `revoked_at IS NULL` match the partial index's condition.
+    let live = access_tokens::table
+        .filter(access_tokens::user_id.eq(user_id))
+        .filter(access_tokens::application_id.eq(application_id))
+        .filter(access_tokens::revoked_at.is_null())
+        .select(access_tokens::scopes)
+        .order(access_tokens::scopes.asc());
+    match after {
+        Some(after) => live
+            .filter(access_tokens::scopes.gt(after))
+            .first(conn)
+            .optional(),
+        None => live.first(conn).optional(),
+    }
+}
+
 /// The scope strings of a user's live tokens for an application, with the earliest issue
 /// time of each: what the user has already consented to.
 pub fn live_authorizations(

@@ -55,11 +55,8 @@ fn run(args: Cli) -> anyhow::Result<()> {
     let config = Config::load(args.config.as_deref())?;
     // token-service gets a multi-threaded tokio runtime of its own; auth-web runs its
     // actix workers (one thread each) beside it, as it would in its own process.
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .thread_name("token-service")
-        .build()
-        .context("could not start the async runtime")?;
+    let runtime =
+        token_service::startup::runtime(&config).context("could not start the async runtime")?;
     if let Some(command) = args.command {
         telemetry::init_for_cli("warn");
         return runtime.block_on(async {

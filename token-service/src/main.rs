@@ -24,13 +24,19 @@ struct Cli {
     command: Option<Command>,
 }
 
-#[tokio::main]
-async fn main() -> std::process::ExitCode {
+fn main() -> std::process::ExitCode {
     let args = match doorward_shared::args::parse_args::<Cli>() {
         Ok(args) => args,
         Err(code) => return code,
     };
-    match run(args).await {
+    let started = Config::load(args.config.as_deref())
+        .map_err(anyhow::Error::from)
+        .and_then(|config| {
+            let runtime = token_service::startup::runtime(&config)
+                .map_err(|e| anyhow::anyhow!("could not start the async runtime: {e}"))?;
+            runtime.block_on(run(args.command, config))
+        });
+    match started {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(err) => {
             eprintln!("error: {}", one_line(&err));
@@ -47,9 +53,8 @@ fn one_line(err: &anyhow::Error) -> String {
         .join(": ")
 }
 
-async fn run(args: Cli) -> anyhow::Result<()> {
-    let config = Config::load(args.config.as_deref())?;
-    match args.command {
+async fn run(command: Option<Command>, config: Config) -> anyhow::Result<()> {
+    match command {
         Some(command) => {
             telemetry::init_for_cli("warn");
             let state = open_state(config, Arc::new(SystemClock)).await?;

@@ -70,20 +70,7 @@ impl PasswordHasher {
             .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()))
             .max(1);
         let pool = HashPool::start(concurrency, params.block_count())?;
-        // Made on a hashing thread too: one big buffer allocated and freed here would raise
-        // glibc's mmap threshold for the whole process (see `pool`).
-        let (reply, dummy) = std::sync::mpsc::channel();
-        let dummy_params = params.clone();
-        pool.submit(Box::new(move |workspace| {
-            let _ = reply.send(hash_with(
-                workspace,
-                &dummy_params,
-                "doorward-dummy-password",
-            ));
-        }))?;
-        let dummy_hash = dummy
-            .recv()
-            .map_err(|_| HashError::Internal("the hashing thread died".to_owned()))??;
+        let dummy_hash = dummy_hash(&params)?;
         Ok(Self {
             params,
             slots: Arc::new(Semaphore::new(concurrency)),
@@ -179,6 +166,23 @@ impl PasswordHasher {
 
 /// A PHC string for `password` with a fresh 16-byte salt, as `argon2::PasswordHasher` would
 /// write it, computed in the thread's buffer.
+/// What an unknown user's password is checked against: a hash of today's parameters with a
+/// random salt and a random output. Verifying any password against it costs one argon2 run,
+/// as for a real user, and never succeeds; making it costs no hashing (and no hashing
+/// thread's buffer at start-up, which kept an idle service ~38 MiB larger).
+fn dummy_hash(params: &Params) -> Result<String, HashError> {
+    let internal = |e: &dyn std::fmt::Display| HashError::Internal(e.to_string());
+    let salt = SaltString::encode_b64(&random_bytes::<16>()).map_err(|e| internal(&e))?;
+    let phc = PasswordHash {
+        algorithm: Algorithm::Argon2id.ident(),
+        version: Some(Version::V0x13.into()),
+        params: ParamsString::try_from(params).map_err(|e| internal(&e))?,
+        salt: Some(salt.as_salt()),
+        hash: Some(Output::new(&random_bytes::<32>()).map_err(|e| internal(&e))?),
+    };
+    Ok(phc.to_string())
+}
+
 fn hash_with(
     workspace: &mut Workspace,
     params: &Params,

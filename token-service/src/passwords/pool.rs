@@ -1,5 +1,5 @@
 //! The threads that run argon2id. There are exactly as many as hashes may run at once, and
-//! each keeps one argon2 memory buffer for its whole life and hashes into it.
+//! each keeps one argon2 memory buffer while it has work and hashes into it.
 //!
 //! Why not `spawn_blocking`: its hashes land on whichever of tokio's (up to 512) blocking
 //! threads is free, each allocating and freeing ~19 MiB. glibc keeps freed memory in the
@@ -9,12 +9,17 @@
 //! buffers, allocated once: threads × m_cost.
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::sync::mpsc::{Receiver, Sender, channel};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender, channel};
 use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
 
 use argon2::{Argon2, Block};
 
 use super::HashError;
+
+/// How long a hashing thread keeps its buffer with no work: an idle service gives the
+/// memory back (about 19 MiB per thread), a busy one allocates it once.
+const KEEP_IDLE_BUFFER: Duration = Duration::from_secs(10);
 
 /// One piece of work for a hashing thread.
 pub(super) type Job = Box<dyn FnOnce(&mut Workspace) + Send>;
@@ -92,12 +97,22 @@ fn work(receiver: &Mutex<Receiver<Job>>, kept_blocks: usize) {
     };
     loop {
         // The lock is held only while waiting for a job, never while hashing.
-        let next = receiver
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .recv();
-        let Ok(job) = next else {
-            return; // Every sender is gone: the hasher was dropped.
+        let next = {
+            let receiver = receiver.lock().unwrap_or_else(PoisonError::into_inner);
+            if workspace.blocks.is_empty() {
+                receiver.recv().map_err(|_| RecvTimeoutError::Disconnected)
+            } else {
+                receiver.recv_timeout(KEEP_IDLE_BUFFER)
+            }
+        };
+        let job = match next {
+            Ok(job) => job,
+            Err(RecvTimeoutError::Timeout) => {
+                workspace.blocks = Vec::new();
+                continue;
+            }
+            // Every sender is gone: the hasher was dropped.
+            Err(RecvTimeoutError::Disconnected) => return,
         };
         // A panicking job drops its reply sender (its caller sees an error); the thread
         // lives on, so the pool never shrinks.

@@ -115,18 +115,27 @@ async fn rotate(
     client: &TestClient,
     grace: i64,
 ) -> token_service::apps::RotatedSecret {
-    let uid = client.id.clone();
-    let now = app.state.now();
-    let rotated = app
-        .state
-        .db(move |conn| token_service::apps::rotate_secret(conn, &uid, grace, now))
-        .await
-        .unwrap()
-        .unwrap();
+    let rotated = rotate_elsewhere(app, client, grace).await;
     // As the gRPC and CLI paths do; what another process's rotation does is tested in
     // `another_process_s_rotation_reaches_a_running_service`.
     app.state.clients.forget(&client.id);
     rotated
+}
+
+/// The rotation's database change alone, as another process (a replica, the CLI) makes it:
+/// this process's cached application record is not told.
+async fn rotate_elsewhere(
+    app: &TestApp,
+    client: &TestClient,
+    grace: i64,
+) -> token_service::apps::RotatedSecret {
+    let uid = client.id.clone();
+    let now = app.state.now();
+    app.state
+        .db(move |conn| token_service::apps::rotate_secret(conn, &uid, grace, now))
+        .await
+        .unwrap()
+        .unwrap()
 }
 
 fn utc(unix: i64) -> String {
@@ -364,14 +373,7 @@ async fn another_process_s_rotation_reaches_a_running_service(backend: Backend) 
     let client = app.create_client("read_user", true, false).await;
     assert_eq!(token_status(&app, &client, &client.secret).await, 200);
     // What `doorward apps rotate-secret --grace 0` in another process does.
-    let uid = client.id.clone();
-    let now = app.state.now();
-    let first = app
-        .state
-        .db(move |conn| token_service::apps::rotate_secret(conn, &uid, 0, now))
-        .await
-        .unwrap()
-        .unwrap();
+    let first = rotate_elsewhere(&app, &client, 0).await;
     assert_eq!(
         token_status(&app, &client, &client.secret).await,
         200,
@@ -384,14 +386,7 @@ async fn another_process_s_rotation_reaches_a_running_service(backend: Backend) 
         "within tokens.client_cache_seconds"
     );
     // Again, and this time the new secret is presented first.
-    let uid = client.id.clone();
-    let now = app.state.now();
-    let rotated = app
-        .state
-        .db(move |conn| token_service::apps::rotate_secret(conn, &uid, 0, now))
-        .await
-        .unwrap()
-        .unwrap();
+    let rotated = rotate_elsewhere(&app, &client, 0).await;
     assert_eq!(
         token_status(&app, &client, rotated.secret.expose()).await,
         200,

@@ -22,6 +22,8 @@ pub mod pkce;
 pub mod redirect_uri;
 pub mod startup;
 pub mod state;
+#[cfg(test)]
+mod testing;
 pub mod throttle;
 pub mod validation;
 

@@ -35,7 +35,7 @@ pub fn find(conn: &mut DbConnection, id: i64) -> QueryResult<Option<UserRow>> {
     users::table
         .find(id)
         .select(UserRow::as_select())
-        .first(conn)
+        .get_result(conn)
         .optional()
 }
 
@@ -93,4 +93,14 @@ pub fn record_sign_in(conn: &mut DbConnection, id: i64, now: i64) -> QueryResult
             users::current_sign_in_at.eq(now),
         ))
         .execute(conn)
+}
+
+/// Whether user `id` exists and is active: one probe, no row read.
+pub fn is_active(conn: &mut DbConnection, id: i64) -> QueryResult<bool> {
+    diesel::select(diesel::dsl::exists(
+        users::table
+            .filter(users::id.eq(id))
+            .filter(users::state.eq("active")),
+    ))
+    .get_result(conn)
 }

@@ -8,7 +8,7 @@ use doorward_proto::v1 as pb;
 use doorward_shared::{ErrorCode, ScopeSet, Secret};
 
 use crate::clients;
-use crate::db::models::ApplicationRow;
+use crate::db::models::{AccessGrantRow, ApplicationRow, UserRow};
 use crate::db::{self, DbConnection};
 use crate::error::{GrantError, OAuthFailure, ServiceError};
 use crate::issuance;
@@ -31,11 +31,81 @@ pub async fn exchange(
         .redirect_uri
         .filter(|r| !r.is_empty())
         .ok_or_else(|| OAuthFailure::missing("redirect_uri"))?;
-    let verifier = request.code_verifier;
+    let read = read(state, &code).await?;
+    finish(
+        state,
+        app,
+        code,
+        redirect_uri,
+        request.code_verifier,
+        read,
+        now,
+    )
+    .await
+}
+
+/// A code's row and its user, as read before the writer.
+type Read = Option<(AccessGrantRow, Option<UserRow>)>;
+
+/// Reads the code and its user on the pool, beside the writer: only the claim and the
+/// insert take the writer's time (`db::writer` serialises every grant's writes).
+async fn read(state: &AppState, code: &Secret) -> Result<Read, ServiceError> {
+    let hash = code.sha256();
+    state
+        .db(move |conn| -> Result<_, ServiceError> {
+            let Some(grant) = db::grants::find_by_code_hash(conn, &hash)? else {
+                return Ok(None);
+            };
+            let user = db::users::find(conn, grant.user_id)?;
+            Ok(Some((grant, user)))
+        })
+        .await
+}
+
+/// Decides on what `read` found and redeems in the writer. What can change after the read
+/// (the claim, a revocation, the user's state) is checked again there.
+async fn finish(
+    state: &AppState,
+    app: ApplicationRow,
+    code: Secret,
+    redirect_uri: String,
+    verifier: Option<String>,
+    read: Read,
+    now: i64,
+) -> Result<pb::TokenSet, GrantError> {
+    let invalid = super::invalid_grant;
+    let Some((grant, user)) = read else {
+        return Err(invalid().into());
+    };
+    // A code its user revoked (authorized-applications page) is simply invalid; a revocation
+    // is final, so a read made before the writer cannot be wrong about it.
+    if grant.revoked_at.is_some() {
+        return Err(invalid().into());
+    }
     let state2 = state.clone();
     // Ok carries refusals too: a burned code and a replay's revocations must commit.
     let outcome = state
         .write(move |conn| {
+            if grant.used_at.is_none() && db::grants::consume(conn, grant.id, now)? {
+                // Burned by this request. What the read showed cannot have changed since,
+                // except the user's state, which is probed again.
+                let checked = check_burned(
+                    &app,
+                    &grant,
+                    &redirect_uri,
+                    verifier.as_deref(),
+                    user.as_ref(),
+                    now,
+                );
+                return match checked {
+                    Err(refusal) => Ok(Err(refusal)),
+                    Ok(user) if db::users::is_active(conn, user.id)? => {
+                        Ok(Ok(mint(&state2, conn, &app, &grant, user, now)?))
+                    }
+                    Ok(_) => Ok(Err(invalid())),
+                };
+            }
+            // Used before, or claimed or revoked since the read: decide on fresh reads.
             redeem(
                 &state2,
                 conn,
@@ -50,6 +120,7 @@ pub async fn exchange(
     Ok(outcome?.sign(state)?)
 }
 
+/// The whole redemption on fresh reads, inside the writer's transaction.
 fn redeem(
     state: &AppState,
     conn: &mut DbConnection,
@@ -80,13 +151,30 @@ fn redeem(
         );
         return Ok(Err(invalid()));
     }
-    // From here every refusal leaves the code burned.
+    let user = db::users::find(conn, grant.user_id)?;
+    match check_burned(app, &grant, redirect_uri, verifier, user.as_ref(), now) {
+        Ok(user) => Ok(Ok(mint(state, conn, app, &grant, user, now)?)),
+        Err(refusal) => Ok(Err(refusal)),
+    }
+}
+
+/// The checks after the code is burned (every refusal from here leaves it burned): client,
+/// expiry, redirect URI, PKCE, and an active user, which it returns.
+fn check_burned<'u>(
+    app: &ApplicationRow,
+    grant: &AccessGrantRow,
+    redirect_uri: &str,
+    verifier: Option<&str>,
+    user: Option<&'u UserRow>,
+    now: i64,
+) -> Result<&'u UserRow, OAuthFailure> {
+    let invalid = super::invalid_grant;
     if grant.application_id != app.id || grant.expires_at <= now {
-        return Ok(Err(invalid()));
+        return Err(invalid());
     }
     // RFC 6749 §4.1.3: identical to the redirect URI of the authorization request.
     if grant.redirect_uri != redirect_uri {
-        return Ok(Err(invalid()));
+        return Err(invalid());
     }
     let challenge = grant.code_challenge.as_deref().zip(
         grant
@@ -104,29 +192,169 @@ fn redeem(
     };
     if !pkce_ok {
         tracing::warn!(target: "audit", event = "pkce_failure", grant_id = grant.id, client_id = %app.uid, "PKCE verification failed");
-        return Ok(Err(OAuthFailure::with(
+        return Err(OAuthFailure::with(
             ErrorCode::InvalidGrant,
             "The code_verifier does not match the code_challenge of the authorization request.",
-        )));
+        ));
     }
     // SEC-TK-09: the user must still be active.
-    let Some(user) = db::users::find(conn, grant.user_id)?.filter(|u| u.is_active()) else {
-        return Ok(Err(invalid()));
-    };
+    user.filter(|u| u.is_active()).ok_or_else(invalid)
+}
+
+/// Stores the token of a burned, checked code.
+fn mint(
+    state: &AppState,
+    conn: &mut DbConnection,
+    app: &ApplicationRow,
+    grant: &AccessGrantRow,
+    user: &UserRow,
+    now: i64,
+) -> Result<issuance::Unsigned, ServiceError> {
     let scopes = ScopeSet::parse(&grant.scopes).unwrap_or_default();
     let issue = issuance::Issue {
         app,
-        user: Some(&user),
+        user: Some(user),
         scopes: &scopes,
         grant_id: Some(grant.id),
         nonce: grant.nonce.as_deref(),
         auth_time: grant.auth_time,
     };
-    Ok(Ok(issuance::mint(
-        state,
-        conn,
-        &issue,
-        super::refresh_plan_for(app),
-        now,
-    )?))
+    issuance::mint(state, conn, &issue, super::refresh_plan_for(app), now)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::db::models::NewAccessGrant;
+    use crate::testing::Scratch;
+    use doorward_shared::secret::random_token;
+
+    const REDIRECT: &str = "https://app.example/cb";
+
+    /// A fresh code for the scratch user (no PKCE: a confidential client).
+    async fn code(scratch: &Scratch) -> Secret {
+        let code = random_token();
+        let (hash, app, user, now) = (
+            code.sha256().to_vec(),
+            scratch.app.id,
+            scratch.user.id,
+            scratch.state.now(),
+        );
+        scratch
+            .run(move |conn| {
+                db::grants::insert(
+                    conn,
+                    &NewAccessGrant {
+                        code_hash: hash,
+                        application_id: app,
+                        user_id: user,
+                        scopes: "api",
+                        redirect_uri: REDIRECT,
+                        code_challenge: None,
+                        code_challenge_method: None,
+                        nonce: None,
+                        auth_time: None,
+                        created_at: now,
+                        expires_at: now + 600,
+                    },
+                )
+            })
+            .await;
+        code
+    }
+
+    async fn grant_of(scratch: &Scratch, code: &Secret) -> AccessGrantRow {
+        let hash = code.sha256();
+        scratch
+            .run(move |conn| db::grants::find_by_code_hash(conn, &hash))
+            .await
+            .unwrap()
+    }
+
+    /// The code's tokens: (all, live).
+    async fn tokens_of(scratch: &Scratch, code: &Secret) -> (i64, i64) {
+        let id = grant_of(scratch, code).await.id;
+        scratch
+            .run(move |conn| {
+                use crate::db::schema::access_tokens::dsl::*;
+                use diesel::prelude::*;
+                let all = access_tokens
+                    .filter(grant_id.eq(id))
+                    .count()
+                    .get_result(conn)?;
+                let live = access_tokens
+                    .filter(grant_id.eq(id))
+                    .filter(revoked_at.is_null())
+                    .count()
+                    .get_result(conn)?;
+                Ok((all, live))
+            })
+            .await
+    }
+
+    async fn exchange_read(
+        scratch: &Scratch,
+        code: &Secret,
+        read: Read,
+    ) -> Result<pb::TokenSet, GrantError> {
+        let state = &scratch.state;
+        finish(
+            state,
+            scratch.app.clone(),
+            code.clone(),
+            REDIRECT.into(),
+            None,
+            read,
+            state.now(),
+        )
+        .await
+    }
+
+    fn refused(result: Result<pb::TokenSet, GrantError>) -> ErrorCode {
+        match result {
+            Err(GrantError::OAuth(failure)) => failure.code,
+            other => panic!("expected a refusal, got {other:?}"),
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn sec_tk_09_a_user_blocked_after_the_read_gets_no_token_and_the_code_burns() {
+        let scratch = Scratch::new().await;
+        let code = code(&scratch).await;
+        let read = read(&scratch.state, &code).await.unwrap();
+        scratch.block_user().await;
+        let result = exchange_read(&scratch, &code, read).await;
+        assert_eq!(refused(result), ErrorCode::InvalidGrant);
+        assert!(grant_of(&scratch, &code).await.used_at.is_some(), "burned");
+        assert_eq!(tokens_of(&scratch, &code).await, (0, 0));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn sec_tk_04_two_requests_that_read_the_same_unused_code_get_one_token() {
+        let scratch = Scratch::new().await;
+        let code = code(&scratch).await;
+        let first_read = read(&scratch.state, &code).await.unwrap();
+        let second_read = read(&scratch.state, &code).await.unwrap();
+        exchange_read(&scratch, &code, first_read).await.unwrap();
+        assert_eq!(tokens_of(&scratch, &code).await, (1, 1));
+        // The second read saw the code unused, but the first burned it: a replay, which
+        // revokes what the code produced (RFC 6749 §4.1.2, SEC-TK-03).
+        let second = exchange_read(&scratch, &code, second_read).await;
+        assert_eq!(refused(second), ErrorCode::InvalidGrant);
+        assert_eq!(tokens_of(&scratch, &code).await, (1, 0));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_code_revoked_after_the_read_gets_no_token() {
+        let scratch = Scratch::new().await;
+        let code = code(&scratch).await;
+        let read = read(&scratch.state, &code).await.unwrap();
+        let (user, app, now) = (scratch.user.id, scratch.app.id, scratch.state.now());
+        scratch
+            .run(move |conn| db::grants::revoke_authorization(conn, user, app, now))
+            .await;
+        let result = exchange_read(&scratch, &code, read).await;
+        assert_eq!(refused(result), ErrorCode::InvalidGrant);
+        assert_eq!(tokens_of(&scratch, &code).await, (0, 0));
+    }
 }

@@ -17,7 +17,7 @@ use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
 use crate::clients;
-use crate::db::models::AccessTokenRow;
+use crate::db::models::{AccessTokenRow, ApplicationRow, UserRow};
 use crate::db::{self, DbConnection};
 use crate::error::{GrantError, OAuthFailure, ServiceError};
 use crate::issuance::{self, RefreshPlan};
@@ -45,34 +45,209 @@ pub async fn exchange(
         .filter(|t| !t.is_empty())
         .map(Secret::new)
         .ok_or_else(|| OAuthFailure::missing("refresh_token"))?;
-    let requested_scope = request.scope;
+    let read = read(state, &presented).await?;
+    finish(state, app, presented, request.scope, read, now).await
+}
+
+/// A refresh token's row and its user, as read before the writer.
+type Read = Option<(AccessTokenRow, Option<UserRow>)>;
+
+/// Reads the row of `presented` and its user on the pool, beside the writer: only the claim
+/// and the insert take the writer's time (`db::writer` serialises every grant's writes).
+async fn read(state: &AppState, presented: &Secret) -> Result<Read, ServiceError> {
+    let hash = presented.sha256();
+    state
+        .db(move |conn| -> Result<_, ServiceError> {
+            let Some(row) = db::tokens::find_by_refresh_hash(conn, &hash)? else {
+                return Ok(None);
+            };
+            let user = match row.user_id {
+                Some(id) => db::users::find(conn, id)?,
+                None => None,
+            };
+            Ok(Some((row, user)))
+        })
+        .await
+}
+
+/// Decides on what `read` found and rotates in the writer. What can change after the read
+/// (the claim, a revocation, the user's state) is checked again there.
+async fn finish(
+    state: &AppState,
+    app: ApplicationRow,
+    presented: Secret,
+    requested_scope: Option<String>,
+    read: Read,
+    now: i64,
+) -> Result<pb::TokenSet, GrantError> {
+    // No row: nothing to claim or revoke.
+    let Some((row, user)) = read else {
+        return Err(super::invalid_grant().into());
+    };
+    let rotation = match assess(
+        state,
+        &app,
+        &row,
+        user.as_ref(),
+        requested_scope.as_deref(),
+        now,
+    )? {
+        Assessment::Rotate(rotation) => Some(rotation),
+        Assessment::Rotated => None,
+    };
     let state2 = state.clone();
     // The closure's Ok carries refusals too: a reuse refusal must commit the family
     // revocation it made.
     let outcome = state
-        .write(move |conn| {
-            rotate(
+        .write(move |conn| match rotation {
+            Some(rotation) => rotate_as_read(
+                &state2,
+                conn,
+                &app,
+                &row,
+                user.as_ref(),
+                rotation,
+                &presented,
+                requested_scope.as_deref(),
+                now,
+            ),
+            None => rotate(
                 &state2,
                 conn,
                 &app,
                 &presented,
                 requested_scope.as_deref(),
                 now,
-            )
+            ),
         })
         .await?;
     Ok(outcome?.sign(state)?)
 }
 
-fn rotate(
+/// What a refresh token's row allows.
+enum Assessment {
+    /// Unused: rotate it into a successor with these scopes.
+    Rotate(Rotation),
+    /// Already rotated: a retry within the grace window, or a reuse.
+    Rotated,
+}
+
+struct Rotation {
+    scopes: ScopeSet,
+    refresh_scopes: String,
+    family_id: String,
+    family_created_at: i64,
+}
+
+/// The checks on a refresh token's row and user, in doorkeeper's order; `Err` is the
+/// refusal. Reads nothing and writes nothing.
+fn assess(
+    state: &AppState,
+    app: &ApplicationRow,
+    row: &AccessTokenRow,
+    user: Option<&UserRow>,
+    requested_scope: Option<&str>,
+    now: i64,
+) -> Result<Assessment, OAuthFailure> {
+    let tokens = &state.config.tokens;
+    // RFC 6749 §6 / SEC-RT-05: bound to the client it was issued to.
+    if row.application_id != app.id || row.revoked_at.is_some() {
+        return Err(super::invalid_grant());
+    }
+    let (Some(family_id), Some(family_created_at)) = (row.family_id.clone(), row.family_created_at)
+    else {
+        return Err(super::invalid_grant());
+    };
+    // SEC-TK-09: the user must still be active.
+    if row.user_id.is_some() && !user.is_some_and(UserRow::is_active) {
+        return Err(super::invalid_grant());
+    }
+    // SEC-RT-06: the family's absolute age, which rotation does not extend.
+    if now - family_created_at >= tokens.refresh_max_age_seconds {
+        return Err(expired());
+    }
+    if row.refresh_rotated_at.is_some() {
+        return Ok(Assessment::Rotated);
+    }
+    // SEC-RT-06: idle expiry of an unused refresh token.
+    if now - row.created_at >= tokens.refresh_idle_ttl_seconds {
+        return Err(expired());
+    }
+    // RFC 6749 §6: the refresh token's own scope bounds the request, and passes on
+    // unchanged to the successor even when this access token is narrower.
+    let refresh_scopes = row
+        .refresh_scopes
+        .clone()
+        .unwrap_or_else(|| row.scopes.clone());
+    let granted = ScopeSet::parse(&refresh_scopes).unwrap_or_default();
+    let scopes = match requested_scope.map(str::trim).filter(|s| !s.is_empty()) {
+        None => granted,
+        // Narrowing is allowed, widening is not (RFC 6749 §6).
+        Some(value) => match ScopeSet::parse(value) {
+            Ok(requested) if !requested.is_empty() && requested.is_subset_of(&granted) => requested,
+            Ok(_) => return Err(OAuthFailure::new(ErrorCode::InvalidScope)),
+            Err(e) => return Err(super::scope_failure(e)),
+        },
+    };
+    Ok(Assessment::Rotate(Rotation {
+        scopes,
+        refresh_scopes,
+        family_id,
+        family_created_at,
+    }))
+}
+
+fn expired() -> OAuthFailure {
+    OAuthFailure::with(ErrorCode::InvalidGrant, "The refresh token has expired.")
+}
+
+/// The common case, on a row read before the writer: claims it and mints the successor.
+/// If the user was blocked or the token claimed or revoked since that read, it starts over
+/// on fresh reads (`rotate`).
+#[allow(clippy::too_many_arguments)]
+fn rotate_as_read(
     state: &AppState,
     conn: &mut DbConnection,
-    app: &crate::db::models::ApplicationRow,
+    app: &ApplicationRow,
+    row: &AccessTokenRow,
+    user: Option<&UserRow>,
+    rotation: Rotation,
     presented: &Secret,
     requested_scope: Option<&str>,
     now: i64,
 ) -> Result<Result<issuance::Unsigned, OAuthFailure>, ServiceError> {
-    let tokens = &state.config.tokens;
+    db::tokens::lock_family(conn, &rotation.family_id)?;
+    let still_active = match row.user_id {
+        Some(id) => db::users::is_active(conn, id)?,
+        None => true,
+    };
+    let successor_jti = doorward_shared::secret::random_id();
+    if still_active && db::tokens::claim_refresh(conn, &row.jti, &successor_jti, now)? {
+        return Ok(Ok(mint_successor(
+            state,
+            conn,
+            app,
+            row,
+            user,
+            rotation,
+            successor_jti,
+            presented,
+            now,
+        )?));
+    }
+    rotate(state, conn, app, presented, requested_scope, now)
+}
+
+/// The whole rotation on fresh reads, inside the writer's transaction: the path of a
+/// rotated token (grace retry or reuse) and of a row that changed after it was read.
+fn rotate(
+    state: &AppState,
+    conn: &mut DbConnection,
+    app: &ApplicationRow,
+    presented: &Secret,
+    requested_scope: Option<&str>,
+    now: i64,
+) -> Result<Result<issuance::Unsigned, OAuthFailure>, ServiceError> {
     let Some(found) = db::tokens::find_by_refresh_hash(conn, &presented.sha256())? else {
         return Ok(Err(super::invalid_grant()));
     };
@@ -83,84 +258,28 @@ fn rotate(
     let Some(mut row) = db::tokens::find(conn, &found.jti)? else {
         return Ok(Err(super::invalid_grant()));
     };
-    // RFC 6749 §6 / SEC-RT-05: bound to the client it was issued to.
-    if row.application_id != app.id || row.revoked_at.is_some() {
-        return Ok(Err(super::invalid_grant()));
-    }
-    let (Some(family_id), Some(family_created_at)) = (row.family_id.clone(), row.family_created_at)
-    else {
-        return Ok(Err(super::invalid_grant()));
-    };
-    // SEC-TK-09: the user must still be active.
     let user = match row.user_id {
-        Some(id) => match db::users::find(conn, id)? {
-            Some(user) if user.is_active() => Some(user),
-            _ => return Ok(Err(super::invalid_grant())),
-        },
+        Some(id) => db::users::find(conn, id)?,
         None => None,
     };
-    // SEC-RT-06: the family's absolute age, which rotation does not extend.
-    if now - family_created_at >= tokens.refresh_max_age_seconds {
-        return Ok(Err(OAuthFailure::with(
-            ErrorCode::InvalidGrant,
-            "The refresh token has expired.",
-        )));
-    }
-
-    if row.refresh_rotated_at.is_none() {
-        // SEC-RT-06: idle expiry of an unused refresh token.
-        if now - row.created_at >= tokens.refresh_idle_ttl_seconds {
-            return Ok(Err(OAuthFailure::with(
-                ErrorCode::InvalidGrant,
-                "The refresh token has expired.",
-            )));
-        }
-        // RFC 6749 §6: the refresh token's own scope bounds the request, and passes on
-        // unchanged to the successor even when this access token is narrower.
-        let refresh_scopes = row
-            .refresh_scopes
-            .clone()
-            .unwrap_or_else(|| row.scopes.clone());
-        let granted = ScopeSet::parse(&refresh_scopes).unwrap_or_default();
-        let scopes = match requested_scope.map(str::trim).filter(|s| !s.is_empty()) {
-            None => granted,
-            // Narrowing is allowed, widening is not (RFC 6749 §6).
-            Some(value) => match ScopeSet::parse(value) {
-                Ok(requested) if !requested.is_empty() && requested.is_subset_of(&granted) => {
-                    requested
-                }
-                Ok(_) => return Ok(Err(OAuthFailure::new(ErrorCode::InvalidScope))),
-                Err(e) => return Ok(Err(super::scope_failure(e))),
-            },
-        };
+    let assessment = match assess(state, app, &row, user.as_ref(), requested_scope, now) {
+        Ok(assessment) => assessment,
+        Err(refusal) => return Ok(Err(refusal)),
+    };
+    if let Assessment::Rotate(rotation) = assessment {
         let successor_jti = doorward_shared::secret::random_id();
         if db::tokens::claim_refresh(conn, &row.jti, &successor_jti, now)? {
-            let refresh_token =
-                derive_successor_refresh_token(&state.refresh_derivation_key, presented.expose());
-            // The successor descends from the same code, if any (RFC 6749 §4.1.2 replay).
-            let issue = issuance::Issue {
-                app,
-                user: user.as_ref(),
-                scopes: &scopes,
-                grant_id: row.grant_id,
-                // OpenID Connect Core §12.2: no nonce on refresh; the user's last sign-in.
-                nonce: None,
-                auth_time: user.as_ref().and_then(|u| u.current_sign_in_at),
-            };
-            let unsigned = issuance::mint(
+            return Ok(Ok(mint_successor(
                 state,
                 conn,
-                &issue,
-                RefreshPlan::Successor {
-                    family_id,
-                    family_created_at,
-                    refresh_token,
-                    jti: successor_jti,
-                    refresh_scopes,
-                },
+                app,
+                &row,
+                user.as_ref(),
+                rotation,
+                successor_jti,
+                presented,
                 now,
-            )?;
-            return Ok(Ok(unsigned));
+            )?));
         }
         // Another transaction rotated it between our read and our claim (PostgreSQL):
         // read what it did and continue as a retry.
@@ -173,6 +292,9 @@ fn rotate(
             None => return Ok(Err(super::invalid_grant())),
         }
     }
+    let Some(family_id) = row.family_id.clone() else {
+        return Ok(Err(super::invalid_grant()));
+    };
 
     if let Some(again) = grace_retry(state, conn, app, &row, presented, now)? {
         return Ok(Ok(again));
@@ -190,12 +312,52 @@ fn rotate(
     Ok(Err(super::invalid_grant()))
 }
 
+/// Stores the successor of `row`, which this transaction has just claimed.
+#[allow(clippy::too_many_arguments)]
+fn mint_successor(
+    state: &AppState,
+    conn: &mut DbConnection,
+    app: &ApplicationRow,
+    row: &AccessTokenRow,
+    user: Option<&UserRow>,
+    rotation: Rotation,
+    successor_jti: String,
+    presented: &Secret,
+    now: i64,
+) -> Result<issuance::Unsigned, ServiceError> {
+    let refresh_token =
+        derive_successor_refresh_token(&state.refresh_derivation_key, presented.expose());
+    // The successor descends from the same code, if any (RFC 6749 §4.1.2 replay).
+    let issue = issuance::Issue {
+        app,
+        user,
+        scopes: &rotation.scopes,
+        grant_id: row.grant_id,
+        // OpenID Connect Core §12.2: no nonce on refresh; the user's last sign-in.
+        nonce: None,
+        auth_time: user.and_then(|u| u.current_sign_in_at),
+    };
+    issuance::mint(
+        state,
+        conn,
+        &issue,
+        RefreshPlan::Successor {
+            family_id: rotation.family_id,
+            family_created_at: rotation.family_created_at,
+            refresh_token,
+            jti: successor_jti,
+            refresh_scopes: rotation.refresh_scopes,
+        },
+        now,
+    )
+}
+
 /// SEC-RT-03: within the grace window, a retry of the token that was just rotated gets its
 /// successor again, as long as that successor is still live and unused.
 fn grace_retry(
     state: &AppState,
     conn: &mut DbConnection,
-    app: &crate::db::models::ApplicationRow,
+    app: &ApplicationRow,
     row: &AccessTokenRow,
     presented: &Secret,
     now: i64,
@@ -233,6 +395,155 @@ fn grace_retry(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testing::Scratch;
+
+    /// A user's token with a refresh token, stored; returns the refresh token.
+    async fn refreshable(scratch: &Scratch) -> Secret {
+        let (state, app, user) = (
+            scratch.state.clone(),
+            scratch.app.clone(),
+            scratch.user.clone(),
+        );
+        let now = state.now();
+        let st = state.clone();
+        let unsigned = state
+            .write(move |conn| {
+                let scopes = ScopeSet::parse("api").unwrap();
+                let issue = issuance::Issue {
+                    app: &app,
+                    user: Some(&user),
+                    scopes: &scopes,
+                    grant_id: None,
+                    nonce: None,
+                    auth_time: None,
+                };
+                issuance::mint(&st, conn, &issue, RefreshPlan::NewFamily, now)
+            })
+            .await
+            .unwrap();
+        Secret::new(unsigned.sign(&state).unwrap().refresh_token.unwrap())
+    }
+
+    async fn stored(scratch: &Scratch, presented: &Secret) -> AccessTokenRow {
+        let hash = presented.sha256();
+        scratch
+            .run(move |conn| db::tokens::find_by_refresh_hash(conn, &hash))
+            .await
+            .unwrap()
+    }
+
+    async fn family_rows(scratch: &Scratch, presented: &Secret) -> usize {
+        let family = stored(scratch, presented).await.family_id.unwrap();
+        scratch
+            .run(move |conn| {
+                use crate::db::schema::access_tokens::dsl::*;
+                use diesel::prelude::*;
+                access_tokens
+                    .filter(family_id.eq(family))
+                    .count()
+                    .get_result::<i64>(conn)
+            })
+            .await as usize
+    }
+
+    fn refused(result: Result<pb::TokenSet, GrantError>) -> ErrorCode {
+        match result {
+            Err(GrantError::OAuth(failure)) => failure.code,
+            other => panic!("expected a refusal, got {other:?}"),
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn sec_tk_09_a_user_blocked_after_the_read_gets_no_successor() {
+        let scratch = Scratch::new().await;
+        let presented = refreshable(&scratch).await;
+        let state = &scratch.state;
+        let read = read(state, &presented).await.unwrap();
+        // The read saw an active user; the block lands before the writer runs.
+        scratch.block_user().await;
+        let result = finish(
+            state,
+            scratch.app.clone(),
+            presented.clone(),
+            None,
+            read,
+            state.now(),
+        )
+        .await;
+        assert_eq!(refused(result), ErrorCode::InvalidGrant);
+        let row = stored(&scratch, &presented).await;
+        assert!(
+            row.refresh_rotated_at.is_none(),
+            "the token was not claimed"
+        );
+        assert!(
+            row.revoked_at.is_none(),
+            "nor its family revoked as a reuse"
+        );
+        assert_eq!(family_rows(&scratch, &presented).await, 1);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn sec_rt_04_two_requests_that_read_the_same_unused_token_make_one_successor() {
+        let scratch = Scratch::new().await;
+        let presented = refreshable(&scratch).await;
+        let state = &scratch.state;
+        // Both read the token unused; the first claims it, the second finds it claimed.
+        let first_read = read(state, &presented).await.unwrap();
+        let second_read = read(state, &presented).await.unwrap();
+        let app = scratch.app.clone();
+        let first = finish(
+            state,
+            app.clone(),
+            presented.clone(),
+            None,
+            first_read,
+            state.now(),
+        )
+        .await
+        .unwrap();
+        let second = finish(
+            state,
+            app,
+            presented.clone(),
+            None,
+            second_read,
+            state.now(),
+        )
+        .await
+        .unwrap();
+        // SEC-RT-03: the second is a retry within the grace window: the same successor.
+        assert_eq!(first.refresh_token, second.refresh_token);
+        assert_eq!(
+            family_rows(&scratch, &presented).await,
+            2,
+            "one successor, not two"
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_token_revoked_after_the_read_is_refused_and_nothing_is_stored() {
+        let scratch = Scratch::new().await;
+        let presented = refreshable(&scratch).await;
+        let state = &scratch.state;
+        let read = read(state, &presented).await.unwrap();
+        let jti = stored(&scratch, &presented).await.jti;
+        let now = state.now();
+        scratch
+            .run(move |conn| db::tokens::revoke(conn, &jti, now))
+            .await;
+        let result = finish(
+            state,
+            scratch.app.clone(),
+            presented.clone(),
+            None,
+            read,
+            now,
+        )
+        .await;
+        assert_eq!(refused(result), ErrorCode::InvalidGrant);
+        assert_eq!(family_rows(&scratch, &presented).await, 1);
+    }
 
     #[test]
     fn successors_are_deterministic_per_key_and_token() {

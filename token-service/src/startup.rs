@@ -74,12 +74,19 @@ pub async fn open_state(config: Config, clock: SharedClock) -> anyhow::Result<Ap
         Ok((pool, keys, refresh_key))
     })
     .await??;
-    // SQLite has one writer; PostgreSQL takes writes from several connections at once.
-    let writers = match db::DatabaseTarget::parse(&config.database_url)? {
-        db::DatabaseTarget::Sqlite(_) => 1,
-        db::DatabaseTarget::Postgres(_) => 2,
+    // SQLite has one writer, and its WAL checkpoints run beside it; PostgreSQL takes writes
+    // from several connections at once.
+    let (writers, checkpoints) = match db::DatabaseTarget::parse(&config.database_url)? {
+        db::DatabaseTarget::Sqlite(_) => (
+            1,
+            Some(
+                db::checkpoint::Checkpointer::start(pool.clone())
+                    .context("could not start the WAL checkpoints")?,
+            ),
+        ),
+        db::DatabaseTarget::Postgres(_) => (2, None),
     };
-    let writer = db::writer::Writer::start(pool.clone(), writers)
+    let writer = db::writer::Writer::start(pool.clone(), writers, checkpoints)
         .context("could not start the database writer")?;
     Ok(AppState {
         clients: Arc::new(crate::clients::ApplicationCache::new(

@@ -19,7 +19,7 @@ pub fn find_by_uid(conn: &mut DbConnection, uid: &str) -> QueryResult<Option<App
     applications::table
         .filter(applications::uid.eq(uid))
         .select(ApplicationRow::as_select())
-        .first(conn)
+        .get_result(conn)
         .optional()
 }
 
@@ -28,7 +28,7 @@ pub fn find(conn: &mut DbConnection, id: i64) -> QueryResult<Option<ApplicationR
     applications::table
         .find(id)
         .select(ApplicationRow::as_select())
-        .first(conn)
+        .get_result(conn)
         .optional()
 }
 

@@ -32,7 +32,7 @@ pub fn find_by_device_code_hash(
     device_grants::table
         .filter(device_grants::device_code_hash.eq(hash))
         .select(DeviceGrantRow::as_select())
-        .first(conn)
+        .get_result(conn)
         .optional()
 }
 
@@ -44,7 +44,7 @@ pub fn find_by_user_code_hash(
     device_grants::table
         .filter(device_grants::user_code_hash.eq(hash))
         .select(DeviceGrantRow::as_select())
-        .first(conn)
+        .get_result(conn)
         .optional()
 }
 

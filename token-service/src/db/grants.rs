@@ -23,21 +23,14 @@ pub fn find_by_code_hash(
     access_grants::table
         .filter(access_grants::code_hash.eq(hash))
         .select(AccessGrantRow::as_select())
-        .first(conn)
+        .get_result(conn)
         .optional()
 }
 
 /// Marks a code used, only if nobody did first: the one conditional update that makes a
 /// code single-use under concurrency (SEC-TK-04). Returns whether this caller won.
 pub fn consume(conn: &mut DbConnection, id: i64, now: i64) -> QueryResult<bool> {
-    let updated = diesel::update(
-        access_grants::table
-            .filter(access_grants::id.eq(id))
-            .filter(access_grants::used_at.is_null())
-            .filter(access_grants::revoked_at.is_null()),
-    )
-    .set(access_grants::used_at.eq(now))
-    .execute(conn)?;
+    let updated = super::statements::ConsumeCode { id, now }.execute(conn)?;
     Ok(updated == 1)
 }
 

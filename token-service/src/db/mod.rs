@@ -1,14 +1,21 @@
 //! The database: one query code path over SQLite and PostgreSQL (Diesel's
 //! `MultiConnection`), an r2d2 pool, migrations embedded in the binary, and the write
 //! transaction every grant runs in.
+//!
+//! Lookups by a unique key use `get_result`, not `first`: `first` appends `LIMIT ?`, and
+//! SQLite re-prepares (parses and plans again) a statement whose LIMIT is a bound parameter
+//! every time it is bound, so a cached `first` costs as much as an uncached query. Hot-path
+//! UPDATEs go through `statements`, since Diesel does not keep its UPDATEs prepared.
 
 pub mod applications;
+pub mod checkpoint;
 pub mod device_grants;
 pub mod grants;
 pub mod models;
 pub mod schema;
 pub mod secrets;
 pub mod signing_keys;
+mod statements;
 pub mod tokens;
 pub mod users;
 pub mod writer;
@@ -106,12 +113,14 @@ impl ManageConnection for DbManager {
             // the token path, and the memory stays bounded as the file grows. Temporary
             // files in memory: the writer's batches put each grant in a savepoint, whose
             // statement journal would otherwise be a file created and deleted per batch.
+            // WAL checkpoints run mostly beside the writer, not in its commits (`checkpoint`).
             sqlite
-                .batch_execute(
+                .batch_execute(&format!(
                     "PRAGMA busy_timeout = 10000; PRAGMA synchronous = NORMAL; \
                      PRAGMA foreign_keys = ON; PRAGMA cache_size = -8192; \
-                     PRAGMA temp_store = MEMORY;",
-                )
+                     PRAGMA temp_store = MEMORY; PRAGMA wal_autocheckpoint = {};",
+                    checkpoint::INLINE_FRAMES
+                ))
                 .map_err(r2d2::Error::QueryError)?;
         }
         Ok(conn)

@@ -37,6 +37,6 @@ fn find(conn: &mut DbConnection, name: &str) -> QueryResult<Option<Vec<u8>>> {
     server_secrets::table
         .find(name)
         .select(server_secrets::value)
-        .first(conn)
+        .get_result(conn)
         .optional()
 }

@@ -23,7 +23,7 @@ pub fn find_by_refresh_hash(
     access_tokens::table
         .filter(access_tokens::refresh_token_hash.eq(hash))
         .select(AccessTokenRow::as_select())
-        .first(conn)
+        .get_result(conn)
         .optional()
 }
 
@@ -32,7 +32,7 @@ pub fn find(conn: &mut DbConnection, jti: &str) -> QueryResult<Option<AccessToke
     access_tokens::table
         .find(jti)
         .select(AccessTokenRow::as_select())
-        .first(conn)
+        .get_result(conn)
         .optional()
 }
 
@@ -50,7 +50,7 @@ pub fn find_with_owner(
             applications::uid,
             Option::<UserRow>::as_select(),
         ))
-        .first(conn)
+        .get_result(conn)
         .optional()
 }
 
@@ -63,16 +63,11 @@ pub fn claim_refresh(
     successor_jti: &str,
     now: i64,
 ) -> QueryResult<bool> {
-    let updated = diesel::update(
-        access_tokens::table
-            .filter(access_tokens::jti.eq(jti))
-            .filter(access_tokens::refresh_rotated_at.is_null())
-            .filter(access_tokens::revoked_at.is_null()),
-    )
-    .set((
-        access_tokens::refresh_rotated_at.eq(now),
-        access_tokens::successor_jti.eq(successor_jti),
-    ))
+    let updated = super::statements::ClaimRefresh {
+        jti,
+        successor_jti,
+        now,
+    }
     .execute(conn)?;
     Ok(updated == 1)
 }

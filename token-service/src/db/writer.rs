@@ -18,6 +18,7 @@ use std::sync::{Arc, Mutex};
 
 use diesel::Connection;
 
+use super::checkpoint::Checkpointer;
 use super::{DbConnection, DbPool};
 use crate::error::ServiceError;
 
@@ -36,18 +37,24 @@ pub struct Writer {
 }
 
 impl Writer {
-    /// Starts `threads` writer threads on `pool` (one for SQLite, which has one writer).
-    pub fn start(pool: DbPool, threads: usize) -> std::io::Result<Self> {
+    /// Starts `threads` writer threads on `pool` (one for SQLite, which has one writer);
+    /// each commit nudges `checkpoints` (SQLite's WAL checkpoints, `db::checkpoint`).
+    pub fn start(
+        pool: DbPool,
+        threads: usize,
+        checkpoints: Option<Checkpointer>,
+    ) -> std::io::Result<Self> {
         let (queue, jobs) = mpsc::channel::<Job>();
         let jobs = Arc::new(Mutex::new(jobs));
         for n in 0..threads.max(1) {
             let jobs = jobs.clone();
             let pool = pool.clone();
+            let checkpoints = checkpoints.clone();
             std::thread::Builder::new()
                 .name(format!("db-writer-{n}"))
                 .spawn(move || {
                     while let Some(batch) = next_batch(&jobs) {
-                        run_batch(&pool, batch);
+                        run_batch(&pool, batch, checkpoints.as_ref());
                     }
                 })?;
         }
@@ -104,7 +111,7 @@ fn next_batch(jobs: &Mutex<mpsc::Receiver<Job>>) -> Option<Vec<Job>> {
     Some(batch)
 }
 
-fn run_batch(pool: &DbPool, batch: Vec<Job>) {
+fn run_batch(pool: &DbPool, batch: Vec<Job>, checkpoints: Option<&Checkpointer>) {
     let fail_all = |batch: Vec<Job>, why: &str| {
         tracing::error!(error = %why, jobs = batch.len(), "a batch of writes failed");
         // Each job's answer goes out unrun: dropping it tells its caller.
@@ -114,6 +121,11 @@ fn run_batch(pool: &DbPool, batch: Vec<Job>) {
         Ok(conn) => conn,
         Err(e) => return fail_all(batch, &e.to_string()),
     };
+    if let Some(checkpoints) = checkpoints
+        && let Err(e) = checkpoints.writing(&mut conn)
+    {
+        return fail_all(batch, &e.to_string());
+    }
     let (finishers, commit) = {
         let transaction = super::begin_write(&mut conn);
         let _writer = match transaction {
@@ -150,6 +162,15 @@ fn run_batch(pool: &DbPool, batch: Vec<Job>) {
     }
     for finish in finishers {
         finish(commit.as_ref().map(|_| ()).map_err(String::as_str));
+    }
+    // After the answers: a checkpoint here delays the next batch, not this one.
+    if let Some(checkpoints) = checkpoints {
+        if commit.is_ok() {
+            checkpoints.committed(&mut conn);
+        }
+        if let Err(e) = checkpoints.written(&mut conn) {
+            tracing::warn!(error = %e, "could not reset the writer connection's checkpoint setting");
+        }
     }
 }
 
@@ -200,7 +221,7 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_failing_job_undoes_only_its_own_writes() {
         let pool = scratch_pool("savepoints");
-        let writer = Writer::start(pool.clone(), 1).unwrap();
+        let writer = Writer::start(pool.clone(), 1, None).unwrap();
         // Many at once, so that batches form; every third job writes, then fails.
         let jobs = (0..60).map(|i| {
             let writer = writer.clone();
@@ -234,7 +255,7 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_panicking_job_fails_its_batch_and_the_writer_goes_on() {
         let pool = scratch_pool("panic");
-        let writer = Writer::start(pool.clone(), 1).unwrap();
+        let writer = Writer::start(pool.clone(), 1, None).unwrap();
         let panicked = writer
             .write(|conn| -> Result<(), ServiceError> {
                 insert_secret(conn, "job-lost")?;
@@ -252,7 +273,7 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_job_is_answered_after_its_commit() {
         let pool = scratch_pool("commit");
-        let writer = Writer::start(pool.clone(), 1).unwrap();
+        let writer = Writer::start(pool.clone(), 1, None).unwrap();
         writer
             .write(|conn| Ok::<_, ServiceError>(insert_secret(conn, "job-1")?))
             .await

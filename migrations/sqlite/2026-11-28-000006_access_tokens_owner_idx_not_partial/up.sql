@@ -1,10 +1,8 @@
--- SQLite re-prepares a statement at every new bound value when a partial index's condition
--- compares a column with a constant (000005's `revoked_at IS NULL`): with that index, every
--- lookup of an access token by jti or refresh-token hash was parsed and planned again each
--- time, about a sixth of the CPU of a refresh. A full index serves the same consent walk
--- (`revoked_at IS NULL` is an equality on an index column for SQLite) and, as its prefix,
--- what `access_tokens_owner_idx` served; one index fewer to update on every insert.
--- PostgreSQL plans at bind time anyway and keeps its partial index.
+-- One index where there were two: every inserted token updated both the owner index
+-- (user_id, application_id) and 000005's partial index for the consent walk. This one
+-- serves both: the walk (`user_id = ? AND application_id = ? AND revoked_at IS NULL AND
+-- scopes > ?`, where SQLite treats `IS NULL` as an equality on an index column) and, by its
+-- prefix, what the owner index served. PostgreSQL keeps the two it has.
 DROP INDEX access_tokens_live_scopes_idx;
 DROP INDEX access_tokens_owner_idx;
 CREATE INDEX access_tokens_owner_idx ON access_tokens (user_id, application_id, revoked_at, scopes);

@@ -7,7 +7,7 @@
 //! it, waited for the copy and its fsyncs (about 40% of the writer's time under refresh
 //! load, with the processor mostly idle).
 //!
-//! So the writer's connection does not checkpoint on commit (`writing`), and this thread
+//! So the writer's connection does not checkpoint in its commits (`writing`), and this thread
 //! runs a PASSIVE checkpoint, which never blocks the writer or readers, shortly after the
 //! writer commits: at most one per `PAUSE` while writes go on, none while the service is
 //! idle. Other connections (the few writes outside the writer: sign-ins, codes, revocations)
@@ -68,13 +68,13 @@ impl Checkpointer {
         Ok(Self { nudge, restart })
     }
 
-    /// Called by the writer before a batch, with its connection: no checkpoint on commit.
+    /// Called by the writer when it takes a connection: no checkpoint in its commits.
     pub fn writing(&self, conn: &mut DbConnection) -> diesel::QueryResult<()> {
         conn.batch_execute("PRAGMA wal_autocheckpoint = 0")
     }
 
-    /// Called by the writer after a batch, with its connection: gives it back to the pool
-    /// with the setting of every other connection.
+    /// Called by the writer before it gives its connection back to the pool: the setting
+    /// of every other connection.
     pub fn written(&self, conn: &mut DbConnection) -> diesel::QueryResult<()> {
         conn.batch_execute(&format!("PRAGMA wal_autocheckpoint = {INLINE_FRAMES}"))
     }

@@ -19,7 +19,7 @@ use std::sync::{Arc, Mutex};
 use diesel::Connection;
 
 use super::checkpoint::Checkpointer;
-use super::{DbConnection, DbPool};
+use super::{DbConnection, DbPool, PooledDb};
 use crate::error::ServiceError;
 
 /// The most jobs one commit carries.
@@ -53,8 +53,12 @@ impl Writer {
             std::thread::Builder::new()
                 .name(format!("db-writer-{n}"))
                 .spawn(move || {
+                    let mut held = None;
                     while let Some(batch) = next_batch(&jobs) {
-                        run_batch(&pool, batch, checkpoints.as_ref());
+                        held = run_batch(&pool, held, batch, checkpoints.as_ref());
+                    }
+                    if let Some(conn) = held {
+                        release(conn, checkpoints.as_ref());
                     }
                 })?;
         }
@@ -111,26 +115,52 @@ fn next_batch(jobs: &Mutex<mpsc::Receiver<Job>>) -> Option<Vec<Job>> {
     Some(batch)
 }
 
-fn run_batch(pool: &DbPool, batch: Vec<Job>, checkpoints: Option<&Checkpointer>) {
-    let fail_all = |batch: Vec<Job>, why: &str| {
-        tracing::error!(error = %why, jobs = batch.len(), "a batch of writes failed");
-        // Each job's answer goes out unrun: dropping it tells its caller.
-        drop(batch);
+fn fail_all(batch: Vec<Job>, why: &str) {
+    tracing::error!(error = %why, jobs = batch.len(), "a batch of writes failed");
+    // Each job's answer goes out unrun: dropping it tells its caller.
+    drop(batch);
+}
+
+/// Runs and commits `batch` on `held` (or a connection from the pool) and returns the
+/// connection to keep for the next batch, if any.
+///
+/// On SQLite (`checkpoints` is set) the writer keeps its connection while it works: it is
+/// the only writer, so its page cache stays valid from one batch to the next, whereas any
+/// connection that another one wrote through since its last use starts with an empty cache.
+/// The kept connection does not checkpoint in its commits (`Checkpointer::writing`) until it
+/// goes back to the pool after a failure. On PostgreSQL each batch takes a connection the
+/// pool has just checked, so that a server restart costs no batch.
+fn run_batch(
+    pool: &DbPool,
+    held: Option<PooledDb>,
+    batch: Vec<Job>,
+    checkpoints: Option<&Checkpointer>,
+) -> Option<PooledDb> {
+    let mut conn = match held {
+        Some(conn) => conn,
+        None => {
+            let acquired = pool.get().map_err(|e| e.to_string()).and_then(|mut conn| {
+                match checkpoints.map(|c| c.writing(&mut conn)) {
+                    Some(Err(e)) => Err(e.to_string()),
+                    _ => Ok(conn),
+                }
+            });
+            match acquired {
+                Ok(conn) => conn,
+                Err(why) => {
+                    fail_all(batch, &why);
+                    return None;
+                }
+            }
+        }
     };
-    let mut conn = match pool.get() {
-        Ok(conn) => conn,
-        Err(e) => return fail_all(batch, &e.to_string()),
-    };
-    if let Some(checkpoints) = checkpoints
-        && let Err(e) = checkpoints.writing(&mut conn)
-    {
-        return fail_all(batch, &e.to_string());
-    }
     let (finishers, commit) = {
-        let transaction = super::begin_write(&mut conn);
-        let _writer = match transaction {
+        let _writer = match super::begin_write(&mut conn) {
             Ok(guard) => guard,
-            Err(e) => return fail_all(batch, &e.to_string()),
+            Err(e) => {
+                fail_all(batch, &e.to_string());
+                return release(conn, checkpoints);
+            }
         };
         let mut finishers = Vec::with_capacity(batch.len());
         let mut panicked = false;
@@ -163,15 +193,25 @@ fn run_batch(pool: &DbPool, batch: Vec<Job>, checkpoints: Option<&Checkpointer>)
     for finish in finishers {
         finish(commit.as_ref().map(|_| ()).map_err(String::as_str));
     }
-    // After the answers: a checkpoint here delays the next batch, not this one.
-    if let Some(checkpoints) = checkpoints {
-        if commit.is_ok() {
+    match (checkpoints, commit) {
+        // After the answers: a checkpoint here delays the next batch, not this one.
+        (Some(checkpoints), Ok(())) => {
             checkpoints.committed(&mut conn);
+            Some(conn)
         }
-        if let Err(e) = checkpoints.written(&mut conn) {
-            tracing::warn!(error = %e, "could not reset the writer connection's checkpoint setting");
-        }
+        (checkpoints, _) => release(conn, checkpoints),
     }
+}
+
+/// Gives the writer's connection back to the pool, with the settings of every other
+/// connection.
+fn release(mut conn: PooledDb, checkpoints: Option<&Checkpointer>) -> Option<PooledDb> {
+    if let Some(checkpoints) = checkpoints
+        && let Err(e) = checkpoints.written(&mut conn)
+    {
+        tracing::warn!(error = %e, "could not reset the writer connection's checkpoint setting");
+    }
+    None
 }
 
 #[cfg(test)]

@@ -4,8 +4,8 @@
 use diesel::prelude::*;
 
 use super::DbConnection;
-use super::models::{AccessGrantRow, NewAccessGrant};
-use super::schema::{access_grants, access_tokens};
+use super::models::{AccessGrantRow, NewAccessGrant, UserRow};
+use super::schema::{access_grants, access_tokens, users};
 
 /// Stores a new code.
 pub fn insert(conn: &mut DbConnection, grant: &NewAccessGrant<'_>) -> QueryResult<()> {
@@ -23,6 +23,19 @@ pub fn find_by_code_hash(
     access_grants::table
         .filter(access_grants::code_hash.eq(hash))
         .select(AccessGrantRow::as_select())
+        .get_result(conn)
+        .optional()
+}
+
+/// The code whose SHA-256 is `hash`, with its user, in one query.
+pub fn find_by_code_hash_with_user(
+    conn: &mut DbConnection,
+    hash: &[u8],
+) -> QueryResult<Option<(AccessGrantRow, Option<UserRow>)>> {
+    access_grants::table
+        .left_join(users::table)
+        .filter(access_grants::code_hash.eq(hash))
+        .select((AccessGrantRow::as_select(), Option::<UserRow>::as_select()))
         .get_result(conn)
         .optional()
 }

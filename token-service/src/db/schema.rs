@@ -111,6 +111,7 @@ diesel::table! {
     }
 }
 
+diesel::joinable!(access_grants -> users (user_id));
 diesel::joinable!(access_tokens -> applications (application_id));
 diesel::joinable!(access_tokens -> users (user_id));
 diesel::joinable!(applications -> users (owner_id));

@@ -27,6 +27,19 @@ pub fn find_by_refresh_hash(
         .optional()
 }
 
+/// The row whose refresh token hashes to `hash`, with its user, in one query.
+pub fn find_by_refresh_hash_with_user(
+    conn: &mut DbConnection,
+    hash: &[u8],
+) -> QueryResult<Option<(AccessTokenRow, Option<UserRow>)>> {
+    access_tokens::table
+        .left_join(users::table)
+        .filter(access_tokens::refresh_token_hash.eq(hash))
+        .select((AccessTokenRow::as_select(), Option::<UserRow>::as_select()))
+        .get_result(conn)
+        .optional()
+}
+
 /// The row of access token `jti`.
 pub fn find(conn: &mut DbConnection, jti: &str) -> QueryResult<Option<AccessTokenRow>> {
     access_tokens::table

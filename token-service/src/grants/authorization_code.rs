@@ -52,12 +52,8 @@ type Read = Option<(AccessGrantRow, Option<UserRow>)>;
 async fn read(state: &AppState, code: &Secret) -> Result<Read, ServiceError> {
     let hash = code.sha256();
     state
-        .db(move |conn| -> Result<_, ServiceError> {
-            let Some(grant) = db::grants::find_by_code_hash(conn, &hash)? else {
-                return Ok(None);
-            };
-            let user = db::users::find(conn, grant.user_id)?;
-            Ok(Some((grant, user)))
+        .db(move |conn| {
+            db::grants::find_by_code_hash_with_user(conn, &hash).map_err(ServiceError::from)
         })
         .await
 }

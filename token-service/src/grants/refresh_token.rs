@@ -57,15 +57,8 @@ type Read = Option<(AccessTokenRow, Option<UserRow>)>;
 async fn read(state: &AppState, presented: &Secret) -> Result<Read, ServiceError> {
     let hash = presented.sha256();
     state
-        .db(move |conn| -> Result<_, ServiceError> {
-            let Some(row) = db::tokens::find_by_refresh_hash(conn, &hash)? else {
-                return Ok(None);
-            };
-            let user = match row.user_id {
-                Some(id) => db::users::find(conn, id)?,
-                None => None,
-            };
-            Ok(Some((row, user)))
+        .db(move |conn| {
+            db::tokens::find_by_refresh_hash_with_user(conn, &hash).map_err(ServiceError::from)
         })
         .await
 }

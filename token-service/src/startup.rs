@@ -76,6 +76,10 @@ pub async fn open_state(config: Config, clock: SharedClock) -> anyhow::Result<Ap
     .await??;
     // SQLite has one writer, and its WAL checkpoints run beside it; PostgreSQL takes writes
     // from several connections at once.
+    let sqlite = matches!(
+        db::DatabaseTarget::parse(&config.database_url)?,
+        db::DatabaseTarget::Sqlite(_)
+    );
     let (writers, checkpoints) = match db::DatabaseTarget::parse(&config.database_url)? {
         db::DatabaseTarget::Sqlite(_) => (
             1,
@@ -102,6 +106,7 @@ pub async fn open_state(config: Config, clock: SharedClock) -> anyhow::Result<Ap
         refresh_derivation_key: Arc::new(refresh_key),
         validation_cache: Arc::new(ValidationCache::new(config.tokens.validation_cache_entries)),
         caller_cache: Arc::new(CallerCache::default()),
+        read_before_write: sqlite,
         config,
         clock,
     })

@@ -42,6 +42,11 @@ pub struct AppState {
     pub writer: crate::db::writer::Writer,
     /// Resource servers that authenticated recently (see `grpc::token_validation`).
     pub caller_cache: Arc<crate::grpc::token_validation::CallerCache>,
+    /// Whether the refresh and code grants read their row on the pool before the writer
+    /// (SQLite: its single writer thread is the bottleneck, and reads are in-process) or
+    /// inside the write transaction (PostgreSQL: every statement is a round trip, and a
+    /// separate read costs two more).
+    pub read_before_write: bool,
 }
 
 impl AppState {

@@ -31,17 +31,26 @@ pub async fn exchange(
         .redirect_uri
         .filter(|r| !r.is_empty())
         .ok_or_else(|| OAuthFailure::missing("redirect_uri"))?;
+    let verifier = request.code_verifier;
+    if !state.read_before_write {
+        let state2 = state.clone();
+        let outcome = state
+            .write(move |conn| {
+                redeem(
+                    &state2,
+                    conn,
+                    &app,
+                    &code,
+                    &redirect_uri,
+                    verifier.as_deref(),
+                    now,
+                )
+            })
+            .await?;
+        return Ok(outcome?.sign(state)?);
+    }
     let read = read(state, &code).await?;
-    finish(
-        state,
-        app,
-        code,
-        redirect_uri,
-        request.code_verifier,
-        read,
-        now,
-    )
-    .await
+    finish(state, app, code, redirect_uri, verifier, read, now).await
 }
 
 /// A code's row and its user, as read before the writer.

@@ -45,6 +45,14 @@ pub async fn exchange(
         .filter(|t| !t.is_empty())
         .map(Secret::new)
         .ok_or_else(|| OAuthFailure::missing("refresh_token"))?;
+    if !state.read_before_write {
+        let state2 = state.clone();
+        let scope = request.scope;
+        let outcome = state
+            .write(move |conn| rotate(&state2, conn, &app, &presented, scope.as_deref(), now))
+            .await?;
+        return Ok(outcome?.sign(state)?);
+    }
     let read = read(state, &presented).await?;
     finish(state, app, presented, request.scope, read, now).await
 }

@@ -35,6 +35,10 @@ pub struct OAuthError {
     pub retry_after: Option<u32>,
 }
 
+/// `Retry-After` on the 503s auth-web answers itself because token-service is unreachable:
+/// a restart or a reconnect takes about this long (RFC 9110 §10.2.3).
+pub const UNAVAILABLE_RETRY_AFTER_SECONDS: u32 = 1;
+
 /// The status RFC 6749 §5.2 (and doorkeeper) give a code: 401 for client authentication
 /// failures, 503/500 for our own trouble, 400 otherwise.
 pub fn status_for(code: &str) -> StatusCode {
@@ -96,7 +100,10 @@ impl OAuthError {
             | Code::Unimplemented
             | Code::InvalidArgument
             | Code::Unauthenticated => Self::new(ErrorCode::ServerError),
-            _ => Self::new(ErrorCode::TemporarilyUnavailable),
+            _ => Self {
+                retry_after: Some(UNAVAILABLE_RETRY_AFTER_SECONDS),
+                ..Self::new(ErrorCode::TemporarilyUnavailable)
+            },
         }
     }
 

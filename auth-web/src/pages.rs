@@ -3,7 +3,7 @@
 
 use actix_web::HttpResponse;
 use actix_web::http::StatusCode;
-use actix_web::http::header;
+use actix_web::http::header::{self, HeaderValue};
 use askama::Template;
 
 /// The strict policy of ordinary pages: our stylesheet, forms posting to us, no scripts, no
@@ -73,12 +73,17 @@ pub fn error_page(
 /// The page shown when token-service cannot be reached: nothing is redirected to a client
 /// whose redirect URI could not be checked (SEC-DS-05).
 pub fn unavailable_page() -> HttpResponse {
-    error_page(
+    let mut page = error_page(
         StatusCode::SERVICE_UNAVAILABLE,
         "Doorward is temporarily unavailable",
         "temporarily_unavailable",
         "Try again in a moment.",
-    )
+    );
+    page.headers_mut().insert(
+        header::RETRY_AFTER,
+        HeaderValue::from(crate::error::UNAVAILABLE_RETRY_AFTER_SECONDS),
+    );
+    page
 }
 
 /// What a scope lets an application do, for the consent page.

@@ -3,6 +3,7 @@
 
 use std::time::{Duration, Instant};
 
+use doorward_tests::browser::Browser;
 use doorward_tests::{Backend, TestApp, both_backends};
 use serde_json::Value;
 
@@ -46,8 +47,25 @@ async fn sec_ds_05_token_endpoint_answers_503_while_token_service_is_down_and_re
     );
     assert_eq!(response.status(), 503);
     assert!(response.headers().contains_key("www-authenticate"));
+    assert_eq!(
+        response.headers()["retry-after"],
+        "1",
+        "a 503 says when to come back (RFC 9110 §10.2.3)"
+    );
     let body: Value = response.json().await.unwrap();
     assert_eq!(body["error"], "temporarily_unavailable");
+    // The authorization page cannot check the client, so it redirects nowhere: an HTML
+    // 503 that says when to come back.
+    let page = Browser::new(&app.base)
+        .get(&format!(
+            "/oauth/authorize?client_id={}&response_type=code&redirect_uri=https%3A%2F%2Fclient.example%2Fcb",
+            client.id
+        ))
+        .await;
+    assert_eq!(page.status, 503);
+    assert_eq!(page.location(), None);
+    assert_eq!(page.header("retry-after").as_deref(), Some("1"));
+    assert!(page.body.contains("temporarily_unavailable"));
 
     app.restart_token_service().await;
     let mut recovered = false;

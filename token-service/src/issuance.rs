@@ -4,7 +4,7 @@
 use doorward_proto::v1 as pb;
 use doorward_shared::ScopeSet;
 use doorward_shared::Secret;
-use doorward_shared::secret::{random_id, random_token};
+use doorward_shared::secret::{random_token, time_ordered_id};
 
 use crate::db::models::{AccessTokenRow, ApplicationRow, UserRow};
 use crate::db::{self, DbConnection};
@@ -181,11 +181,11 @@ pub fn prepare(state: &AppState, issue: &Issue<'_>, refresh: RefreshPlan, now: i
     } = *issue;
     let ttl = state.config.tokens.access_token_ttl_seconds;
     let (jti, refresh_token, family, refresh_scopes) = match refresh {
-        RefreshPlan::None => (random_id(), None, None, None),
+        RefreshPlan::None => (time_ordered_id(), None, None, None),
         RefreshPlan::NewFamily => (
-            random_id(),
+            time_ordered_id(),
             Some(random_token()),
-            Some((random_id(), now)),
+            Some((time_ordered_id(), now)),
             Some(scopes.to_string()),
         ),
         RefreshPlan::Successor {

@@ -222,7 +222,7 @@ fn rotate_as_read(
         Some(id) => db::users::is_active(conn, id)?,
         None => true,
     };
-    let successor_jti = doorward_shared::secret::random_id();
+    let successor_jti = doorward_shared::secret::time_ordered_id();
     if still_active && db::tokens::claim_refresh(conn, &row.jti, &successor_jti, now)? {
         return Ok(Ok(mint_successor(
             state,
@@ -268,7 +268,7 @@ fn rotate(
         Err(refusal) => return Ok(Err(refusal)),
     };
     if let Assessment::Rotate(rotation) = assessment {
-        let successor_jti = doorward_shared::secret::random_id();
+        let successor_jti = doorward_shared::secret::time_ordered_id();
         if db::tokens::claim_refresh(conn, &row.jti, &successor_jti, now)? {
             return Ok(Ok(mint_successor(
                 state,

@@ -310,7 +310,7 @@ impl Results {
                     .map_or("-".to_owned(), |l| format!("{:.1}ms", l.p99_ms));
                 let _ = writeln!(
                     s,
-                    r##"<text x="{:.1}" y="{:.1}" font-size="9" text-anchor="middle">{}</text><text x="{:.1}" y="{:.1}" font-size="9" text-anchor="middle" fill="#555">{p99}</text>""##,
+                    r##"<text x="{:.1}" y="{:.1}" font-size="9" text-anchor="middle">{}</text><text x="{:.1}" y="{:.1}" font-size="9" text-anchor="middle" fill="#555">{p99}</text>"##,
                     x + 14.0,
                     y - 14.0,
                     thousands(run.requests_per_second),
@@ -559,6 +559,25 @@ mod tests {
         assert_eq!(svg.matches("<title>").count(), 3);
         // The run with errors is drawn grey.
         assert!(svg.contains(r##"fill="#999"><title>grpc_validate c=16"##));
+        // Nothing stray between elements: only what is inside <text> and <title> is text.
+        let mut stray = String::new();
+        let mut rest = svg.as_str();
+        let mut depth_in_text = 0;
+        while let Some(open) = rest.find('<') {
+            if depth_in_text == 0 {
+                stray.push_str(&rest[..open]);
+            }
+            let close = rest[open..].find('>').expect("a closed tag") + open;
+            let tag = &rest[open + 1..close];
+            if (tag.starts_with("text") || tag.starts_with("title")) && !tag.ends_with('/') {
+                depth_in_text += 1;
+            } else if tag.starts_with("/text") || tag.starts_with("/title") {
+                depth_in_text -= 1;
+            }
+            rest = &rest[close + 1..];
+        }
+        stray.push_str(rest);
+        assert_eq!(stray.trim(), "", "text outside any element");
     }
 
     #[test]

@@ -112,20 +112,116 @@ pub fn next_live_scopes(
     }
 }
 
-/// The scope strings of a user's live tokens for an application, with the earliest issue
-/// time of each: what the user has already consented to.
+/// A user's live authorizations: each (application, scope string) of their live tokens once,
+/// with its earliest issue time. The database groups them, so a user with thousands of
+/// tokens (every refresh leaves a row until it expires) costs a few rows, not thousands.
 pub fn live_authorizations(
     conn: &mut DbConnection,
     user_id: i64,
 ) -> QueryResult<Vec<(i64, String, i64)>> {
-    access_tokens::table
+    let grouped: Vec<(i64, String, Option<i64>)> = access_tokens::table
         .filter(access_tokens::user_id.eq(user_id))
         .filter(access_tokens::revoked_at.is_null())
+        .group_by((access_tokens::application_id, access_tokens::scopes))
         .select((
             access_tokens::application_id,
             access_tokens::scopes,
-            access_tokens::created_at,
+            diesel::dsl::min(access_tokens::created_at),
         ))
-        .order(access_tokens::created_at.asc())
-        .load(conn)
+        .load(conn)?;
+    Ok(grouped
+        .into_iter()
+        .map(|(app, scopes, first)| (app, scopes, first.unwrap_or_default()))
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::db::models::{AccessTokenRow, NewApplication};
+    use crate::testing::Scratch;
+    use doorward_shared::secret::{random_id, time_ordered_id};
+
+    fn token(app: i64, user: i64, scopes: &str, created_at: i64) -> AccessTokenRow {
+        AccessTokenRow {
+            jti: time_ordered_id(),
+            application_id: app,
+            user_id: Some(user),
+            scopes: scopes.to_owned(),
+            created_at,
+            expires_at: created_at + 7200,
+            revoked_at: None,
+            refresh_token_hash: None,
+            family_id: None,
+            family_created_at: None,
+            refresh_rotated_at: None,
+            successor_jti: None,
+            grant_id: None,
+            refresh_scopes: None,
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn live_authorizations_are_one_row_per_application_and_scopes_with_the_first_time() {
+        let scratch = Scratch::new().await;
+        let (app, user) = (scratch.app.id, scratch.user.id);
+        let mut listed = scratch
+            .run(move |conn| {
+                let other = crate::db::applications::insert(
+                    conn,
+                    &NewApplication {
+                        uid: &random_id(),
+                        name: "Other",
+                        secret_hash: None,
+                        redirect_uris: "https://other.example/cb",
+                        scopes: "api read_user",
+                        confidential: true,
+                        trusted: false,
+                        owner_id: None,
+                        created_at: 0,
+                        updated_at: 0,
+                        grant_types: "authorization_code refresh_token",
+                    },
+                )?
+                .id;
+                // 1,000 refreshes' worth of rows for one authorization, a second scope
+                // string, another application, a revoked token and another user's.
+                for n in 0..1000 {
+                    crate::db::tokens::insert(conn, &token(app, user, "api", 5000 - n))?;
+                }
+                crate::db::tokens::insert(conn, &token(app, user, "read_user", 7000))?;
+                crate::db::tokens::insert(conn, &token(other, user, "read_user", 8000))?;
+                let revoked = AccessTokenRow {
+                    revoked_at: Some(9000),
+                    ..token(other, user, "api", 10)
+                };
+                crate::db::tokens::insert(conn, &revoked)?;
+                let stranger = crate::db::users::insert(
+                    conn,
+                    &crate::db::models::NewUser {
+                        username: "bob",
+                        email: "bob@example.com",
+                        name: "Bob",
+                        password_hash: "unused",
+                        admin: false,
+                        state: "active",
+                        created_at: 0,
+                        updated_at: 0,
+                    },
+                )?;
+                crate::db::tokens::insert(conn, &token(app, stranger.id, "sudo", 1))?;
+                Ok((other, live_authorizations(conn, user)?))
+            })
+            .await;
+        listed.1.sort();
+        let other = listed.0;
+        assert_eq!(
+            listed.1,
+            vec![
+                (app, "api".to_owned(), 4001),
+                (app, "read_user".to_owned(), 7000),
+                (other, "read_user".to_owned(), 8000),
+            ]
+        );
+    }
 }

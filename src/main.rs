@@ -65,11 +65,29 @@ fn run(args: Cli) -> anyhow::Result<()> {
         });
     }
     telemetry::init("info");
-    let token_service = runtime.block_on(TokenServiceApp::build(
+    let mut token_service = runtime.block_on(TokenServiceApp::build(
         config.clone(),
         Arc::new(SystemClock),
     ))?;
     let grpc_addr = token_service.local_addr()?;
+    // auth-web reaches the token service beside it over a Unix socket (`token_service_socket`,
+    // or `<data_dir>/token-service.sock`): the same gRPC, without the loopback TCP stack.
+    // Resource servers and the CLI keep the TCP address. A path too long for a socket
+    // falls back to TCP.
+    let socket = config.data_dir.join("token-service.sock");
+    let bound = match token_service.unix_socket() {
+        Some(configured) => Ok(configured.to_owned()),
+        None => std::fs::create_dir_all(&config.data_dir)
+            .and_then(|()| runtime.block_on(async { token_service.listen_unix(&socket) }))
+            .map(|()| socket.clone()),
+    };
+    let upstream_url = match bound {
+        Ok(socket) => format!("unix:{}", socket.display()),
+        Err(err) => {
+            tracing::warn!(path = %socket.display(), error = %err, "no Unix socket for auth-web; it uses TCP");
+            format!("http://{grpc_addr}")
+        }
+    };
     runtime.block_on(create_first_administrator(token_service.state()))?;
     let (stop_grpc, grpc_stopped) = tokio::sync::oneshot::channel::<()>();
     let grpc = runtime.spawn(token_service.run(async {
@@ -80,7 +98,7 @@ fn run(args: Cli) -> anyhow::Result<()> {
     // auth-web reaches the token service it runs beside, and keeps its session key in the
     // data folder so that sessions survive a restart.
     let mut web_config = Config {
-        token_service_url: format!("http://{grpc_addr}"),
+        token_service_url: upstream_url,
         ..config
     };
     if web_config.web.session_key.is_none() {

@@ -53,6 +53,11 @@ pub enum UpstreamError {
     /// Not printable ASCII.
     #[error("SERVICE_TOKEN must be printable ASCII")]
     Token,
+    /// `unix:` with no path.
+    #[error(
+        "TOKEN_SERVICE_URL=unix: needs the socket's path (unix:/run/doorward/token-service.sock)"
+    )]
+    Socket,
 }
 
 /// What `Upstream` is made from: the endpoint and the service token, checked once.
@@ -63,6 +68,8 @@ pub enum UpstreamError {
 #[derive(Clone)]
 pub struct UpstreamConfig {
     endpoint: Endpoint,
+    /// `TOKEN_SERVICE_URL=unix:PATH`: token-service's Unix socket on this host.
+    socket: Option<std::path::PathBuf>,
     token: Option<MetadataValue<tonic::metadata::Ascii>>,
 }
 
@@ -70,7 +77,19 @@ impl UpstreamConfig {
     /// Checks `config.token_service_url` and the service token; no connection is made.
     pub fn new(config: &Config) -> Result<Self, UpstreamError> {
         let deadline = Duration::from_millis(config.web.grpc_timeout_ms);
-        let endpoint = Endpoint::from_shared(config.token_service_url.clone())?
+        let url = &config.token_service_url;
+        let socket = url
+            .strip_prefix("unix:")
+            .map(|path| std::path::PathBuf::from(path.trim_start_matches("//")));
+        if socket.as_ref().is_some_and(|p| p.as_os_str().is_empty()) {
+            return Err(UpstreamError::Socket);
+        }
+        // Over the socket the URL only names the HTTP/2 authority.
+        let url = match socket {
+            Some(_) => "http://token-service".to_owned(),
+            None => url.clone(),
+        };
+        let endpoint = Endpoint::from_shared(url)?
             .connect_timeout(Duration::from_secs(1).min(deadline))
             .timeout(deadline)
             .tcp_nodelay(true)
@@ -79,12 +98,30 @@ impl UpstreamConfig {
             Some(secret) => Some(bearer(secret)?),
             None => None,
         };
-        Ok(Self { endpoint, token })
+        Ok(Self {
+            endpoint,
+            socket,
+            token,
+        })
     }
 
     /// Clients on a channel of the calling thread's runtime; it connects on first use.
     pub fn connect(&self) -> Upstream {
-        let channel = self.endpoint.connect_lazy();
+        let channel = match &self.socket {
+            None => self.endpoint.connect_lazy(),
+            Some(path) => {
+                let path = path.clone();
+                self.endpoint.connect_with_connector_lazy(tower::service_fn(
+                    move |_: tonic::codegen::http::Uri| {
+                        let path = path.clone();
+                        async move {
+                            let stream = tokio::net::UnixStream::connect(path).await?;
+                            Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(stream))
+                        }
+                    },
+                ))
+            }
+        };
         let svc = InterceptedService::new(channel, ServiceToken(self.token.clone()));
         Upstream {
             tokens: pb::token_service_client::TokenServiceClient::new(svc.clone()),
@@ -100,4 +137,41 @@ fn bearer(secret: &Secret) -> Result<MetadataValue<tonic::metadata::Ascii>, Upst
     format!("Bearer {}", secret.expose())
         .parse()
         .map_err(|_| UpstreamError::Token)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(url: &str) -> Config {
+        Config {
+            token_service_url: url.to_owned(),
+            ..Config::default()
+        }
+    }
+
+    #[test]
+    fn token_service_url_takes_tcp_and_unix_socket_forms() {
+        let tcp = UpstreamConfig::new(&config("http://127.0.0.1:50051")).unwrap();
+        assert_eq!(tcp.socket, None);
+        for url in [
+            "unix:/run/doorward/token-service.sock",
+            "unix:///run/doorward/token-service.sock",
+        ] {
+            let unix = UpstreamConfig::new(&config(url)).unwrap();
+            assert_eq!(
+                unix.socket.as_deref(),
+                Some(std::path::Path::new("/run/doorward/token-service.sock")),
+                "{url}"
+            );
+        }
+        assert!(matches!(
+            UpstreamConfig::new(&config("unix:")),
+            Err(UpstreamError::Socket)
+        ));
+        assert!(matches!(
+            UpstreamConfig::new(&config("not a url")),
+            Err(UpstreamError::Url(_))
+        ));
+    }
 }

@@ -51,6 +51,15 @@ async fn seeds_a_started_doorward_and_measures_a_short_run() {
         "SQLite in the scratch folder"
     );
     assert_eq!(launched.watched.len(), 1);
+    // The all-in-one's auth-web reaches token-service over the socket in its data folder.
+    assert!(
+        std::os::unix::fs::FileTypeExt::is_socket(
+            &std::fs::metadata(scratch.join("token-service.sock"))
+                .expect("token-service.sock")
+                .file_type()
+        ),
+        "a Unix socket for auth-web"
+    );
     assert!(seeded.user_id > 0);
     assert_eq!(seeded.code_user_ids.len(), 1);
     assert!(!seeded.code_user_ids.contains(&seeded.user_id));

@@ -36,6 +36,9 @@ pub struct Config {
     pub token_service_addr: String,
     /// Where auth-web finds token-service.
     pub token_service_url: String,
+    /// A Unix socket token-service also listens on, for an auth-web on the same host
+    /// (`token_service_url = "unix:PATH"`).
+    pub token_service_socket: Option<PathBuf>,
     /// Where auth-web listens for HTTP.
     pub auth_web_addr: String,
     /// The issuer and the base of every URL Doorward hands out (no trailing slash).
@@ -219,6 +222,7 @@ impl Default for Config {
             database_url: "sqlite://./data/doorward.db".into(),
             token_service_addr: "127.0.0.1:50051".into(),
             token_service_url: "http://127.0.0.1:50051".into(),
+            token_service_socket: None,
             auth_web_addr: "127.0.0.1:3000".into(),
             public_url: "http://127.0.0.1:3000".into(),
             data_dir: PathBuf::from("./data"),

@@ -10,6 +10,7 @@ use serde_json::Value;
 both_backends!(
     sec_ds_05_token_endpoint_answers_503_while_token_service_is_down_and_recovers,
     sec_ds_05_idle_connections_do_not_block_real_requests,
+    over_a_unix_socket_auth_web_serves_tokens_and_recovers_from_a_restart,
 );
 
 async fn sec_ds_05_idle_connections_do_not_block_real_requests(backend: Backend) {
@@ -80,4 +81,45 @@ async fn sec_ds_05_token_endpoint_answers_503_while_token_service_is_down_and_re
         recovered,
         "auth-web reconnects to the returning token-service by itself"
     );
+}
+
+/// The all-in-one's path: auth-web reaches token-service over a Unix socket (mode 0600). The
+/// token endpoint and bearer validation work over it, a stopped token-service removes the
+/// socket and gets the same 503, and a restarted one is reached again.
+async fn over_a_unix_socket_auth_web_serves_tokens_and_recovers_from_a_restart(backend: Backend) {
+    use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+    let mut app = TestApp::spawn_over_unix_socket(backend).await;
+    let socket = app.socket().expect("a socket").to_owned();
+    let meta = std::fs::metadata(&socket).unwrap();
+    assert!(meta.file_type().is_socket());
+    assert_eq!(
+        meta.permissions().mode() & 0o777,
+        0o600,
+        "only its owner connects"
+    );
+
+    let client = app.default_client().await;
+    let cc = [("grant_type", "client_credentials")];
+    assert_eq!(app.token_basic(&client, &cc).await.status(), 200);
+    app.create_user("jane", "sekret-password").await;
+    let tokens = app.password_grant(&client, "jane", "sekret-password").await;
+    let (status, user) = app.api_user(tokens["access_token"].as_str().unwrap()).await;
+    assert_eq!((status, user["username"].as_str()), (200, Some("jane")));
+
+    app.stop_token_service().await;
+    assert!(!socket.exists(), "the socket is removed on stop");
+    let response = app.token_basic(&client, &cc).await;
+    assert_eq!(response.status(), 503);
+    assert_eq!(response.headers()["retry-after"], "1");
+
+    app.restart_token_service().await;
+    let mut recovered = false;
+    for _ in 0..50 {
+        if app.token_basic(&client, &cc).await.status() == 200 {
+            recovered = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(recovered, "auth-web reconnects over the socket by itself");
 }

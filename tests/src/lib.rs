@@ -103,6 +103,8 @@ pub struct TestApp {
     web_handle: actix_web::dev::ServerHandle,
     sqlite_dir: Option<PathBuf>,
     postgres: Option<(String, String)>,
+    /// token-service's Unix socket, when auth-web reaches it that way.
+    socket: Option<PathBuf>,
 }
 
 fn random_suffix() -> String {
@@ -139,7 +141,22 @@ impl TestApp {
 
     /// Starts both services, letting the test adjust the configuration first.
     pub async fn spawn_with(backend: Backend, adjust: impl FnOnce(&mut Config)) -> Self {
+        Self::start(backend, adjust, false).await
+    }
+
+    /// Starts both services with auth-web reaching token-service over a Unix socket (as
+    /// the all-in-one binary does) instead of TCP.
+    pub async fn spawn_over_unix_socket(backend: Backend) -> Self {
+        Self::start(backend, |_| {}, true).await
+    }
+
+    async fn start(backend: Backend, adjust: impl FnOnce(&mut Config), over_socket: bool) -> Self {
         logs::init();
+        let socket = over_socket.then(|| {
+            let dir = std::env::temp_dir().join(format!("doorward-sock-{}", random_suffix()));
+            std::fs::create_dir_all(&dir).unwrap();
+            dir.join("token-service.sock")
+        });
         let mut config = Config::default();
         let (database_url, sqlite_dir, postgres) = match backend {
             Backend::Sqlite => {
@@ -182,6 +199,7 @@ impl TestApp {
         }
 
         let clock = ManualClock::new();
+        config.token_service_socket = socket.clone();
         let token_service = TokenServiceApp::build(config.clone(), Arc::new(clock.clone()))
             .await
             .expect("token-service starts");
@@ -193,7 +211,10 @@ impl TestApp {
         }));
 
         let mut web_config = config.clone();
-        web_config.token_service_url = format!("http://{grpc_addr}");
+        web_config.token_service_url = match &socket {
+            Some(path) => format!("unix:{}", path.display()),
+            None => format!("http://{grpc_addr}"),
+        };
         let auth_web =
             auth_web::AuthWebApp::build_on(web_listener, web_config, Arc::new(clock.clone()))
                 .expect("auth-web starts");
@@ -218,7 +239,13 @@ impl TestApp {
             web_handle,
             sqlite_dir,
             postgres,
+            socket,
         }
+    }
+
+    /// token-service's Unix socket, for a TestApp started over one.
+    pub fn socket(&self) -> Option<&std::path::Path> {
+        self.socket.as_deref()
     }
 
     /// `http://ADDR` of the token service's gRPC port.
@@ -511,6 +538,9 @@ impl Drop for TestApp {
         }
         if let Some((admin_url, name)) = &self.postgres {
             drop_postgres_database(admin_url, name);
+        }
+        if let Some(dir) = self.socket.as_ref().and_then(|p| p.parent()) {
+            let _ = std::fs::remove_dir_all(dir);
         }
     }
 }

@@ -17,6 +17,7 @@ pub mod housekeeping;
 pub mod issuance;
 pub mod keys;
 pub mod lifecycle;
+pub mod listener;
 pub mod passwords;
 pub mod pkce;
 pub mod redirect_uri;

@@ -63,7 +63,7 @@ async fn run(command: Option<Command>, config: Config) -> anyhow::Result<()> {
         None => {
             telemetry::init("info");
             let app = TokenServiceApp::build(config, Arc::new(SystemClock)).await?;
-            tracing::info!(addr = %app.local_addr()?, "token-service listening (gRPC)");
+            tracing::info!(addr = %app.local_addr()?, socket = ?app.unix_socket(), "token-service listening (gRPC)");
             app.run(async {
                 doorward_shared::signals::shutdown_requested().await;
             })

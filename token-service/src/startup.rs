@@ -172,6 +172,7 @@ fn spawn_housekeeper(state: AppState) -> Option<tokio::task::JoinHandle<()>> {
 /// A token service, bound and ready to run.
 pub struct TokenServiceApp {
     listener: TcpListener,
+    unix: Option<(tokio::net::UnixListener, crate::listener::SocketFile)>,
     state: AppState,
 }
 
@@ -179,11 +180,33 @@ impl TokenServiceApp {
     /// Opens the state and binds `config.token_service_addr`.
     pub async fn build(config: Config, clock: SharedClock) -> anyhow::Result<Self> {
         let addr = config.token_service_addr.clone();
+        let socket = config.token_service_socket.clone();
         let state = open_state(config, clock).await?;
         let listener = TcpListener::bind(&addr)
             .await
             .with_context(|| format!("could not listen on {addr}"))?;
-        Ok(Self { listener, state })
+        let mut app = Self {
+            listener,
+            unix: None,
+            state,
+        };
+        if let Some(path) = socket {
+            app.listen_unix(&path)
+                .with_context(|| format!("could not listen on {}", path.display()))?;
+        }
+        Ok(app)
+    }
+
+    /// The Unix socket it listens on too, if any.
+    pub fn unix_socket(&self) -> Option<&std::path::Path> {
+        self.unix.as_ref().map(|(_, file)| file.0.as_path())
+    }
+
+    /// Also accepts connections on the Unix socket `path` (mode 0600), removed on stop.
+    pub fn listen_unix(&mut self, path: &std::path::Path) -> std::io::Result<()> {
+        let listener = crate::listener::bind_unix(path)?;
+        self.unix = Some((listener, crate::listener::SocketFile(path.to_owned())));
+        Ok(())
     }
 
     /// The address actually bound (useful with port 0).
@@ -202,6 +225,10 @@ impl TokenServiceApp {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
         let state = self.state;
+        let (unix_listener, socket_file) = match self.unix {
+            Some((listener, file)) => (Some(listener), Some(file)),
+            None => (None, None),
+        };
         let reloader = spawn_key_reloader(state.clone());
         let housekeeper = spawn_housekeeper(state.clone());
         let check = ServiceTokenCheck::new(state.config.service_token.clone());
@@ -261,12 +288,11 @@ impl TokenServiceApp {
                 DeviceAuthorizationsImpl::new(state.clone())
             ))
             .serve_with_incoming_shutdown(
-                // TCP_NODELAY on every accepted connection: without it a response written in
-                // several frames waits for the peer's delayed ACK (~40 ms per request).
-                tonic::transport::server::TcpIncoming::from(self.listener).with_nodelay(Some(true)),
+                crate::listener::incoming(self.listener, unix_listener),
                 shutdown,
             )
             .await?;
+        drop(socket_file);
         for task in [reloader, housekeeper].into_iter().flatten() {
             task.abort();
         }

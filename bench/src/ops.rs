@@ -326,6 +326,21 @@ pub async fn grpc_validate(
     }
 }
 
+/// token-service's count of the SQL statements it has run (`TokenService.GetStats`);
+/// `None` when it cannot say (an older build, a refused call).
+pub async fn service_statements(channel: Channel, target: &Target) -> Option<u64> {
+    let mut client = pb::token_service_client::TokenServiceClient::new(channel);
+    let mut request = tonic::Request::new(pb::Empty {});
+    request.set_timeout(std::time::Duration::from_secs(5));
+    if let Some(token) = &target.service_token {
+        request
+            .metadata_mut()
+            .insert("authorization", format!("Bearer {token}").parse().ok()?);
+    }
+    let stats = client.get_stats(request).await.ok()?.into_inner();
+    Some(stats.database_statements)
+}
+
 /// Mints an authorization code for the target's user through token-service's
 /// `Authorizations.IssueCode` (what auth-web calls once the user has consented).
 pub async fn issue_code(channel: Channel, target: &Target, user_id: i64) -> anyhow::Result<String> {

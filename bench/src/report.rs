@@ -167,6 +167,9 @@ impl Results {
             for (kind, n) in &run.warmup_error_kinds {
                 let _ = writeln!(out, "    warm-up error x{n}: {kind}");
             }
+            if let Some(statements) = run.db_statements_per_request {
+                let _ = writeln!(out, "    database statements per request: {statements:.2}");
+            }
             if let Some(db) = &run.db_per_request {
                 let _ = writeln!(
                     out,

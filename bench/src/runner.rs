@@ -400,12 +400,14 @@ pub async fn run(
         Some(probe) => probe.sample().await,
         None => None,
     };
+    let statements_before = ops::service_statements(clients.channel(0), target).await;
     tokio::time::sleep_until(end.into()).await;
     let cpu_after = usage_snapshot(watched, ticks);
     let db_after = match db {
         Some(probe) => probe.sample().await,
         None => None,
     };
+    let statements_after = ops::service_statements(clients.channel(0), target).await;
     // Each worker's last request started before `end` and is bounded by the request
     // timeout; past this deadline something is wrong in the harness itself, and the run
     // says so rather than waiting for ever.
@@ -511,6 +513,16 @@ pub async fn run(
         ),
         (None, _) => (None, "not measured".into()),
     };
+    // token-service's own count, on either database, wins over PostgreSQL's: it is the same
+    // on both, and needs no server extension.
+    let (db_statements_per_request, db_statements_note) =
+        match statements_per_request(statements_before, statements_after, requests + errors) {
+            Some(per) => (
+                Some(per),
+                "token-service's count of the SQL statements it ran in the timed phase (BEGIN, SAVEPOINT and COMMIT included; group commit shares one BEGIN and COMMIT among a batch) per request".into(),
+            ),
+            None => (db_statements_per_request, db_statements_note),
+        };
     Ok(RunResult {
         scenario,
         concurrency,
@@ -533,6 +545,16 @@ pub async fn run(
     })
 }
 
+/// Statements per request from token-service's counter read around the timed phase.
+pub fn statements_per_request(
+    before: Option<u64>,
+    after: Option<u64>,
+    requests: u64,
+) -> Option<f64> {
+    let (before, after) = (before?, after?);
+    (requests > 0 && after >= before).then(|| (after - before) as f64 / requests as f64)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -548,5 +570,15 @@ mod tests {
                 serde_json::json!(scenario.name())
             );
         }
+    }
+
+    #[test]
+    fn statements_per_request_needs_both_readings_and_requests() {
+        assert_eq!(statements_per_request(Some(100), Some(160), 10), Some(6.0));
+        assert_eq!(statements_per_request(None, Some(160), 10), None);
+        assert_eq!(statements_per_request(Some(100), None, 10), None);
+        assert_eq!(statements_per_request(Some(100), Some(160), 0), None);
+        // A restarted service counts from zero again: no figure rather than a wrong one.
+        assert_eq!(statements_per_request(Some(100), Some(5), 10), None);
     }
 }

@@ -167,6 +167,19 @@ async fn seeds_a_started_doorward_and_measures_a_short_run() {
         assert!(process.cpu_seconds.is_some());
         assert!(process.idle_rss_kib.is_some_and(|kib| kib > 0));
         assert!(process.peak_rss_kib.is_some_and(|kib| kib > 0));
+        // token-service counts its statements (GetStats): a grant runs at least its
+        // savepoint, its writes and the release; a validation is served from the cache.
+        let statements = result
+            .db_statements_per_request
+            .unwrap_or_else(|| panic!("{scenario:?}: {}", result.db_statements_note));
+        if scenario == Scenario::GrpcValidate {
+            assert!(statements < 3.0, "{scenario:?}: {statements}");
+        } else {
+            assert!(
+                (3.0..30.0).contains(&statements),
+                "{scenario:?}: {statements}"
+            );
+        }
     }
 
     drop(launched);

@@ -99,12 +99,17 @@ impl ManageConnection for DbManager {
 
     fn connect(&self) -> Result<DbConnection, r2d2::Error> {
         let mut conn = match &self.target {
-            DatabaseTarget::Postgres(url) => DbConnection::Pg(
-                PgConnection::establish(url).map_err(r2d2::Error::ConnectionError)?,
-            ),
-            DatabaseTarget::Sqlite(path) => DbConnection::Sqlite(
-                SqliteConnection::establish(path).map_err(r2d2::Error::ConnectionError)?,
-            ),
+            DatabaseTarget::Postgres(url) => {
+                let mut pg = PgConnection::establish(url).map_err(r2d2::Error::ConnectionError)?;
+                pg.set_instrumentation(StatementCounter);
+                DbConnection::Pg(pg)
+            }
+            DatabaseTarget::Sqlite(path) => {
+                let mut sqlite =
+                    SqliteConnection::establish(path).map_err(r2d2::Error::ConnectionError)?;
+                sqlite.set_instrumentation(StatementCounter);
+                DbConnection::Sqlite(sqlite)
+            }
         };
         if let DbConnection::Sqlite(sqlite) = &mut conn {
             // busy_timeout queues writers instead of failing them; NORMAL is durable across
@@ -275,6 +280,27 @@ where
 ///
 /// It moves before the change commits and is read before a token's row is, so a check that
 /// overlaps the change can still cache the row as it was: for at most that same bound.
+/// SQL statements run on the pool's connections since the process started (`GetStats`).
+static STATEMENTS_RUN: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// See `STATEMENTS_RUN`.
+pub fn statements_run() -> u64 {
+    STATEMENTS_RUN.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+/// Counts every statement a connection finishes, BEGIN, SAVEPOINT and COMMIT included:
+/// the harness reads the count before and after a run (statements per request, on SQLite
+/// too, which keeps no counters of its own).
+struct StatementCounter;
+
+impl diesel::connection::Instrumentation for StatementCounter {
+    fn on_connection_event(&mut self, event: diesel::connection::InstrumentationEvent<'_>) {
+        if let diesel::connection::InstrumentationEvent::FinishQuery { .. } = event {
+            STATEMENTS_RUN.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+}
+
 static TOKEN_STATE_CHANGES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
 /// See `TOKEN_STATE_CHANGES`.
@@ -363,5 +389,23 @@ mod tests {
         ));
         assert!(DatabaseTarget::parse("mysql://x").is_err());
         assert!(DatabaseTarget::parse("sqlite://").is_err());
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn every_statement_on_a_pooled_connection_is_counted() {
+        let scratch = crate::testing::Scratch::new().await;
+        let before = statements_run();
+        let user = scratch.user.id;
+        scratch
+            .run(move |conn| {
+                // BEGIN, a query, SAVEPOINT, a query, RELEASE, COMMIT: six statements.
+                conn.transaction(|conn| {
+                    users::find(conn, user)?;
+                    conn.transaction(|conn| users::is_active(conn, user))
+                })
+            })
+            .await;
+        // Other tests run beside this one on the same counter, so at least six.
+        assert!(statements_run() - before >= 6);
     }
 }

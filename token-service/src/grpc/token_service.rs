@@ -106,4 +106,13 @@ impl TokenService for TokenServiceImpl {
             json: self.state.keys.jwks_json(),
         }))
     }
+
+    async fn get_stats(
+        &self,
+        _request: Request<pb::Empty>,
+    ) -> Result<Response<pb::ServiceStats>, Status> {
+        Ok(Response::new(pb::ServiceStats {
+            database_statements: crate::db::statements_run(),
+        }))
+    }
 }

@@ -222,13 +222,14 @@ pub async fn execute(
             if let (Some(a), Some(b)) = (before, harness_cpu_seconds()) {
                 harness_cpu += b - a;
             }
-            if result.db_statements_per_request.is_some() {
-                // token-service counted them itself.
-            } else if database == "sqlite" {
-                result.db_statements_note =
-                    "not measured (SQLite keeps no statement counters, and token-service did not answer GetStats)".into();
-            } else if probe.is_none() {
-                result.db_statements_note = "not measured (PostgreSQL's counters could not be read through psql, or the server is external)".into();
+            // Without token-service's own count (an older build), say why nothing was.
+            if result.db_statements_per_request.is_none() {
+                if database == "sqlite" {
+                    result.db_statements_note =
+                        "not measured (SQLite keeps no statement counters, and token-service did not answer GetStats)".into();
+                } else if probe.is_none() {
+                    result.db_statements_note = "not measured (PostgreSQL's counters could not be read through psql, or the server is external)".into();
+                }
             }
             result.floor_fraction = floor
                 .scenarios

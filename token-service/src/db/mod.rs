@@ -272,14 +272,6 @@ where
     }
 }
 
-/// Counts this process's changes that can end or alter a token before its `exp`: a
-/// revocation, a blocked or unblocked user, a sign-in (shown on `/api/v4/user`), a deleted
-/// application. The caches of checked tokens (`validation`) keep an entry only while this
-/// count is unchanged, so that such a change made here applies at once; changes made by
-/// other processes reach them within `tokens.validation_cache_seconds`.
-///
-/// It moves before the change commits and is read before a token's row is, so a check that
-/// overlaps the change can still cache the row as it was: for at most that same bound.
 /// SQL statements run on the pool's connections since the process started (`GetStats`).
 static STATEMENTS_RUN: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
@@ -301,6 +293,14 @@ impl diesel::connection::Instrumentation for StatementCounter {
     }
 }
 
+/// Counts this process's changes that can end or alter a token before its `exp`: a
+/// revocation, a blocked or unblocked user, a sign-in (shown on `/api/v4/user`), a deleted
+/// application. The caches of checked tokens (`validation`) keep an entry only while this
+/// count is unchanged, so that such a change made here applies at once; changes made by
+/// other processes reach them within `tokens.validation_cache_seconds`.
+///
+/// It moves before the change commits and is read before a token's row is, so a check that
+/// overlaps the change can still cache the row as it was: for at most that same bound.
 static TOKEN_STATE_CHANGES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
 /// See `TOKEN_STATE_CHANGES`.

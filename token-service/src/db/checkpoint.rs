@@ -22,7 +22,7 @@
 //! handler, a millisecond or two) until the readers of older snapshots are done, so that
 //! its next transaction starts the WAL over. The file stops growing: at that size plus what
 //! the writer commits during one pause and one checkpoint (40-60 MiB in the test below,
-//! which writes 32 KiB rows without a break; a few MiB under token load).
+//! which writes 32 KiB rows without a break).
 //!
 //! A process without this thread (the operator CLI) still checkpoints when its last
 //! connection to the database closes.

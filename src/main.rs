@@ -59,34 +59,24 @@ fn run(args: Cli) -> anyhow::Result<()> {
         token_service::startup::runtime(&config).context("could not start the async runtime")?;
     if let Some(command) = args.command {
         telemetry::init_for_cli("warn");
+        if let Some(done) = cli::run_without_database(&command) {
+            return done;
+        }
         return runtime.block_on(async {
             let state = open_state(config, Arc::new(SystemClock)).await?;
             cli::run(&state, command).await
         });
     }
     telemetry::init("info");
-    let mut token_service = runtime.block_on(TokenServiceApp::build(
+    let (config, upstream) = in_process_link(config)?;
+    let token_service = runtime.block_on(TokenServiceApp::build(
         config.clone(),
         Arc::new(SystemClock),
     ))?;
     let grpc_addr = token_service.local_addr()?;
-    // auth-web reaches the token service beside it over a Unix socket (`token_service_socket`,
-    // or `<data_dir>/token-service.sock`): the same gRPC, without the loopback TCP stack.
-    // Resource servers and the CLI keep the TCP address. A path too long for a socket
-    // falls back to TCP.
-    let socket = config.data_dir.join("token-service.sock");
-    let bound = match token_service.unix_socket() {
-        Some(configured) => Ok(configured.to_owned()),
-        None => std::fs::create_dir_all(&config.data_dir)
-            .and_then(|()| runtime.block_on(async { token_service.listen_unix(&socket) }))
-            .map(|()| socket.clone()),
-    };
-    let upstream_url = match bound {
-        Ok(socket) => format!("unix:{}", socket.display()),
-        Err(err) => {
-            tracing::warn!(path = %socket.display(), error = %err, "no Unix socket for auth-web; it uses TCP");
-            format!("http://{grpc_addr}")
-        }
+    let upstream_url = match upstream {
+        Upstream::Socket(socket) => format!("unix:{}", socket.display()),
+        Upstream::Tcp => format!("http://{grpc_addr}"),
     };
     runtime.block_on(create_first_administrator(token_service.state()))?;
     let (stop_grpc, grpc_stopped) = tokio::sync::oneshot::channel::<()>();
@@ -105,8 +95,9 @@ fn run(args: Cli) -> anyhow::Result<()> {
         web_config.web.session_key = Some(session_key_in(&web_config.data_dir)?);
     }
     actix_web::rt::System::new().block_on(async move {
-        let auth_web = AuthWebApp::build(web_config)?;
-        tracing::info!(url = %format!("http://{}", auth_web.local_addr()), "auth-web listening (HTTP)");
+        let auth_web = AuthWebApp::build(web_config.clone())?;
+        let scheme = if web_config.web_tls.is_some() { "https" } else { "http" };
+        tracing::info!(url = %format!("{scheme}://{}", auth_web.local_addr()), "auth-web listening");
         let handle = auth_web.handle();
         actix_web::rt::spawn(async move {
             doorward_shared::signals::shutdown_requested().await;
@@ -120,6 +111,45 @@ fn run(args: Cli) -> anyhow::Result<()> {
         .block_on(grpc)
         .context("token-service task failed")??;
     Ok(())
+}
+
+/// How the in-process auth-web reaches token-service.
+enum Upstream {
+    Socket(PathBuf),
+    Tcp,
+}
+
+/// Longest Unix socket path the kernel takes (`sun_path` is 108 bytes with its NUL).
+const MAX_SOCKET_PATH: usize = 107;
+
+/// auth-web reaches the token service beside it over a Unix socket (`token_service_socket`,
+/// or `<data_dir>/token-service.sock`): the same gRPC without the loopback TCP stack, and the
+/// socket's peer is an internal caller, so the TCP port needs no credentials of its own (it
+/// serves resource servers). A data folder too deep for a socket path falls back to TCP,
+/// proven by a service token made for this run (unless one is configured); over a TLS port
+/// that fallback cannot work, and start-up says so.
+fn in_process_link(mut config: Config) -> anyhow::Result<(Config, Upstream)> {
+    let socket = config
+        .token_service_socket
+        .clone()
+        .unwrap_or_else(|| config.data_dir.join("token-service.sock"));
+    if socket.as_os_str().len() <= MAX_SOCKET_PATH {
+        std::fs::create_dir_all(socket.parent().unwrap_or(&config.data_dir))
+            .with_context(|| format!("could not create the folder of {}", socket.display()))?;
+        config.token_service_socket = Some(socket.clone());
+        return Ok((config, Upstream::Socket(socket)));
+    }
+    if config.grpc_tls.is_some() {
+        anyhow::bail!(
+            "{} is too long for a Unix socket; set token_service_socket (DOORWARD_TOKEN_SERVICE_SOCKET) to a shorter path",
+            socket.display()
+        );
+    }
+    tracing::warn!(path = %socket.display(), "the socket path is too long; auth-web uses TCP with a service token of this run");
+    if config.service_token.is_none() {
+        config.service_token = Some(doorward_shared::secret::random_token());
+    }
+    Ok((config, Upstream::Tcp))
 }
 
 /// The session key kept in `<data_dir>/session.key` (mode 0600), created on first start.

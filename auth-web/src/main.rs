@@ -46,7 +46,7 @@ async fn run(args: Cli) -> anyhow::Result<()> {
     let config = Config::load(args.config.as_deref())?;
     let upstream = config.token_service_url.clone();
     let app = AuthWebApp::build(config)?;
-    tracing::info!(addr = %app.local_addr(), token_service = %upstream, "auth-web listening (HTTP)");
+    tracing::info!(addr = %app.local_addr(), token_service = %upstream, "auth-web listening");
     let handle = app.handle();
     tokio::spawn(async move {
         doorward_shared::signals::shutdown_requested().await;

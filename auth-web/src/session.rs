@@ -13,8 +13,11 @@ use doorward_shared::config::Config;
 use doorward_shared::secret::{base64url, constant_time_eq, random_bytes};
 use serde::{Deserialize, Serialize};
 
-/// The session cookie's name.
+/// The session cookie's name over plain HTTP.
 pub const COOKIE_NAME: &str = "doorward_session";
+/// Its name over HTTPS: the `__Host-` prefix makes browsers refuse it unless it is `Secure`,
+/// has `Path=/` and no `Domain`, so no other host or plaintext page can plant or shadow it.
+pub const SECURE_COOKIE_NAME: &str = "__Host-doorward_session";
 /// The form field that carries the CSRF token.
 pub const CSRF_FIELD: &str = "authenticity_token";
 
@@ -49,8 +52,13 @@ pub fn generate_key() -> String {
 /// The session middleware for `config`.
 pub fn middleware(config: &Config, key: Key) -> SessionMiddleware<CookieSessionStore> {
     let secure = config.public_url.starts_with("https://");
+    let name = if secure {
+        SECURE_COOKIE_NAME
+    } else {
+        COOKIE_NAME
+    };
     SessionMiddleware::builder(CookieSessionStore::default(), key)
-        .cookie_name(COOKIE_NAME.to_owned())
+        .cookie_name(name.to_owned())
         .cookie_http_only(true)
         .cookie_same_site(SameSite::Lax)
         .cookie_secure(secure)

@@ -20,6 +20,25 @@ use crate::upstream::{Upstream, UpstreamConfig};
 use doorward_shared::SystemClock;
 use doorward_shared::clock::SharedClock;
 
+/// HSTS on every response of a TLS listener: one year.
+pub const HSTS: &str = "max-age=31536000";
+
+/// The TLS configuration of the listener, if `[web_tls]` is set (re-read when its files
+/// change; a bad file stops the start).
+fn web_tls(config: &Config) -> anyhow::Result<Option<rustls::ServerConfig>> {
+    let Some(tls) = &config.web_tls else {
+        return Ok(None);
+    };
+    let server = doorward_shared::tls::server_config(
+        &tls.cert_file,
+        &tls.key_file,
+        None,
+        doorward_shared::tls::ALPN_WEB,
+    )
+    .context("web_tls")?;
+    Ok(Some(server.as_ref().clone()))
+}
+
 /// What every handler shares.
 pub struct WebState {
     /// gRPC clients of token-service.
@@ -100,6 +119,8 @@ impl AuthWebApp {
             .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()));
         let upstream = UpstreamConfig::new(&config)?;
         let proxies = TrustedProxies::new(&config.web.trusted_proxies);
+        let tls = web_tls(&config)?;
+        let hsts = tls.is_some();
         let config = Arc::new(config);
         let session_config = config.clone();
         let server = HttpServer::new(move || {
@@ -110,21 +131,24 @@ impl AuthWebApp {
                 config: config.clone(),
                 clock: clock.clone(),
             });
+            let mut headers = DefaultHeaders::new()
+                .add(("X-Content-Type-Options", "nosniff"))
+                .add(("X-Frame-Options", "DENY"))
+                .add(("Referrer-Policy", "no-referrer"))
+                // Pages set their own policy; everything else (404s, JSON) gets the
+                // strictest one (SEC-SC-06).
+                .add(("Content-Security-Policy", crate::pages::STRICT_CSP));
+            if hsts {
+                // RFC 6797: browsers that saw it never try this host in plaintext again.
+                headers = headers.add(("Strict-Transport-Security", HSTS));
+            }
             App::new()
                 .app_data(state.clone())
                 // Query-string and form errors in the protocol's JSON form, never actix's text.
                 .app_data(web::QueryConfig::default().error_handler(|_, _| {
                     OAuthError::invalid_request("The query string is malformed.").into()
                 }))
-                .wrap(
-                    DefaultHeaders::new()
-                        .add(("X-Content-Type-Options", "nosniff"))
-                        .add(("X-Frame-Options", "DENY"))
-                        .add(("Referrer-Policy", "no-referrer"))
-                        // Pages set their own policy; everything else (404s, JSON) gets the
-                        // strictest one (SEC-SC-06).
-                        .add(("Content-Security-Policy", crate::pages::STRICT_CSP)),
-                )
+                .wrap(headers)
                 // `%U` is the path without the query string: tokens passed as
                 // `?access_token=` never reach the log (SEC-SL-03).
                 .wrap(
@@ -139,8 +163,11 @@ impl AuthWebApp {
         .client_disconnect_timeout(Duration::from_secs(2))
         .keep_alive(Duration::from_secs(30))
         .disable_signals()
-        .shutdown_timeout(5)
-        .listen(listener)?
+        .shutdown_timeout(5);
+        let server = match tls {
+            Some(tls) => server.listen_rustls_0_23(listener, tls)?,
+            None => server.listen(listener)?,
+        }
         .run();
         Ok(Self { server, addr })
     }

@@ -1,7 +1,10 @@
 //! The gRPC clients auth-web uses to reach token-service. The channel connects lazily and
 //! reconnects by itself, so auth-web starts before token-service and recovers when it
-//! returns; every call has a deadline (SEC-DS-05).
+//! returns; every call has a deadline (SEC-DS-05). The link is a Unix socket
+//! (`unix:PATH`), plain TCP (`http://`), or TLS (`https://` with `[token_service_tls]`,
+//! and a client certificate for mTLS); TLS files are re-read when they change.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use doorward_proto::v1 as pb;
@@ -58,6 +61,71 @@ pub enum UpstreamError {
         "TOKEN_SERVICE_URL=unix: needs the socket's path (unix:/run/doorward/token-service.sock)"
     )]
     Socket,
+    /// `https://` without a host, or `[token_service_tls]` missing.
+    #[error("TOKEN_SERVICE_URL {0:?}: https needs a host and [token_service_tls] ca_file")]
+    Https(String),
+    /// A certificate, key or CA file that cannot be used.
+    #[error("token_service_tls: {0}")]
+    Tls(#[from] doorward_shared::tls::TlsError),
+}
+
+/// How auth-web reaches token-service.
+#[derive(Clone)]
+enum Link {
+    /// `http://HOST:PORT`.
+    Tcp,
+    /// `unix:PATH`: token-service's Unix socket on this host.
+    Socket(std::path::PathBuf),
+    /// `https://HOST:PORT`: TLS to `server_name`, verified against the configured CA.
+    Tls {
+        /// `HOST:PORT`.
+        address: String,
+        /// The name the certificate must carry.
+        server_name: rustls::pki_types::ServerName<'static>,
+        /// CA, client certificate, ALPN h2.
+        config: Arc<rustls::ClientConfig>,
+    },
+}
+
+/// The link that `url` names (checked once, at start).
+fn link(config: &Config) -> Result<(Link, String), UpstreamError> {
+    let url = &config.token_service_url;
+    if let Some(path) = url.strip_prefix("unix:") {
+        let path = std::path::PathBuf::from(path.trim_start_matches("//"));
+        if path.as_os_str().is_empty() {
+            return Err(UpstreamError::Socket);
+        }
+        // Over the socket the URL only names the HTTP/2 authority.
+        return Ok((Link::Socket(path), "http://token-service".to_owned()));
+    }
+    let Some(rest) = url.strip_prefix("https://") else {
+        return Ok((Link::Tcp, url.clone()));
+    };
+    let https = || UpstreamError::Https(url.clone());
+    let tls = config.token_service_tls.as_ref().ok_or_else(https)?;
+    let address = rest.trim_end_matches('/').to_owned();
+    let parsed = url::Url::parse(url).map_err(|_| https())?;
+    let host = match parsed.host().ok_or_else(https)? {
+        url::Host::Domain(name) => name.to_owned(),
+        url::Host::Ipv4(ip) => ip.to_string(),
+        url::Host::Ipv6(ip) => ip.to_string(),
+    };
+    let server_name = rustls::pki_types::ServerName::try_from(host).map_err(|_| https())?;
+    let client = doorward_shared::tls::client_config(
+        &tls.ca_file,
+        tls.identity(),
+        doorward_shared::tls::ALPN_H2,
+    )?;
+    // TLS is done by `connect`'s connector; tonic sees a plain authority.
+    let authority = format!("http://{address}");
+    Ok((
+        Link::Tls {
+            address,
+            server_name,
+            config: client,
+        },
+        authority,
+    ))
 }
 
 /// What `Upstream` is made from: the endpoint and the service token, checked once.
@@ -68,8 +136,7 @@ pub enum UpstreamError {
 #[derive(Clone)]
 pub struct UpstreamConfig {
     endpoint: Endpoint,
-    /// `TOKEN_SERVICE_URL=unix:PATH`: token-service's Unix socket on this host.
-    socket: Option<std::path::PathBuf>,
+    link: Link,
     token: Option<MetadataValue<tonic::metadata::Ascii>>,
 }
 
@@ -77,18 +144,7 @@ impl UpstreamConfig {
     /// Checks `config.token_service_url` and the service token; no connection is made.
     pub fn new(config: &Config) -> Result<Self, UpstreamError> {
         let deadline = Duration::from_millis(config.web.grpc_timeout_ms);
-        let url = &config.token_service_url;
-        let socket = url
-            .strip_prefix("unix:")
-            .map(|path| std::path::PathBuf::from(path.trim_start_matches("//")));
-        if socket.as_ref().is_some_and(|p| p.as_os_str().is_empty()) {
-            return Err(UpstreamError::Socket);
-        }
-        // Over the socket the URL only names the HTTP/2 authority.
-        let url = match socket {
-            Some(_) => "http://token-service".to_owned(),
-            None => url.clone(),
-        };
+        let (link, url) = link(config)?;
         let endpoint = Endpoint::from_shared(url)?
             .connect_timeout(Duration::from_secs(1).min(deadline))
             .timeout(deadline)
@@ -100,22 +156,41 @@ impl UpstreamConfig {
         };
         Ok(Self {
             endpoint,
-            socket,
+            link,
             token,
         })
     }
 
     /// Clients on a channel of the calling thread's runtime; it connects on first use.
     pub fn connect(&self) -> Upstream {
-        let channel = match &self.socket {
-            None => self.endpoint.connect_lazy(),
-            Some(path) => {
+        let channel = match &self.link {
+            Link::Tcp => self.endpoint.connect_lazy(),
+            Link::Socket(path) => {
                 let path = path.clone();
                 self.endpoint.connect_with_connector_lazy(tower::service_fn(
                     move |_: tonic::codegen::http::Uri| {
                         let path = path.clone();
                         async move {
                             let stream = tokio::net::UnixStream::connect(path).await?;
+                            Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(stream))
+                        }
+                    },
+                ))
+            }
+            Link::Tls {
+                address,
+                server_name,
+                config,
+            } => {
+                let (address, name) = (address.clone(), server_name.clone());
+                let tls = tokio_rustls::TlsConnector::from(config.clone());
+                self.endpoint.connect_with_connector_lazy(tower::service_fn(
+                    move |_: tonic::codegen::http::Uri| {
+                        let (address, name, tls) = (address.clone(), name.clone(), tls.clone());
+                        async move {
+                            let tcp = tokio::net::TcpStream::connect(&address).await?;
+                            tcp.set_nodelay(true)?;
+                            let stream = tls.connect(name, tcp).await?;
                             Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(stream))
                         }
                     },
@@ -153,15 +228,14 @@ mod tests {
     #[test]
     fn token_service_url_takes_tcp_and_unix_socket_forms() {
         let tcp = UpstreamConfig::new(&config("http://127.0.0.1:50051")).unwrap();
-        assert_eq!(tcp.socket, None);
+        assert!(matches!(tcp.link, Link::Tcp));
         for url in [
             "unix:/run/doorward/token-service.sock",
             "unix:///run/doorward/token-service.sock",
         ] {
             let unix = UpstreamConfig::new(&config(url)).unwrap();
-            assert_eq!(
-                unix.socket.as_deref(),
-                Some(std::path::Path::new("/run/doorward/token-service.sock")),
+            assert!(
+                matches!(&unix.link, Link::Socket(path) if path == std::path::Path::new("/run/doorward/token-service.sock")),
                 "{url}"
             );
         }
@@ -172,6 +246,10 @@ mod tests {
         assert!(matches!(
             UpstreamConfig::new(&config("not a url")),
             Err(UpstreamError::Url(_))
+        ));
+        assert!(matches!(
+            UpstreamConfig::new(&config("https://127.0.0.1:50051")),
+            Err(UpstreamError::Https(_))
         ));
     }
 }

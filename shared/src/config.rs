@@ -66,6 +66,60 @@ pub struct Config {
     pub web: WebConfig,
     /// token-service's periodic removal of rows that can no longer be used.
     pub housekeeping: HousekeepingConfig,
+    /// TLS on token-service's gRPC port (and mTLS with a client CA).
+    pub grpc_tls: Option<GrpcTlsConfig>,
+    /// TLS from auth-web (and the CLI's clients) to token-service.
+    pub token_service_tls: Option<TokenServiceTlsConfig>,
+    /// TLS on auth-web's own listener.
+    pub web_tls: Option<WebTlsConfig>,
+}
+
+/// `[grpc_tls]`: token-service's gRPC port speaks only TLS. With `client_ca_file`, a client
+/// certificate that CA issued identifies an internal caller (auth-web); a client without one
+/// may still connect and call `TokenValidation` with an application's credentials.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GrpcTlsConfig {
+    /// The server's certificate chain (PEM).
+    pub cert_file: PathBuf,
+    /// Its private key (PEM: PKCS#8, PKCS#1 or SEC1).
+    pub key_file: PathBuf,
+    /// The CA whose client certificates are internal callers (PEM).
+    pub client_ca_file: Option<PathBuf>,
+}
+
+/// `[token_service_tls]`: how auth-web reaches token-service over TLS
+/// (`TOKEN_SERVICE_URL=https://HOST:PORT`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TokenServiceTlsConfig {
+    /// The CA that issued token-service's certificate (PEM).
+    pub ca_file: PathBuf,
+    /// auth-web's client certificate (mTLS), with `key_file`.
+    pub cert_file: Option<PathBuf>,
+    /// The client certificate's private key.
+    pub key_file: Option<PathBuf>,
+}
+
+impl TokenServiceTlsConfig {
+    /// The client certificate and key, when both are given.
+    pub fn identity(&self) -> Option<(&Path, &Path)> {
+        match (&self.cert_file, &self.key_file) {
+            (Some(cert), Some(key)) => Some((cert.as_path(), key.as_path())),
+            _ => None,
+        }
+    }
+}
+
+/// `[web_tls]`: auth-web serves HTTPS only, sends HSTS, and marks its session cookie
+/// `Secure` with the `__Host-` prefix.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebTlsConfig {
+    /// The certificate chain (PEM).
+    pub cert_file: PathBuf,
+    /// Its private key (PEM).
+    pub key_file: PathBuf,
 }
 
 /// Token lifetimes and refresh-token rotation rules.
@@ -235,6 +289,9 @@ impl Default for Config {
             database: DatabaseConfig::default(),
             web: WebConfig::default(),
             housekeeping: HousekeepingConfig::default(),
+            grpc_tls: None,
+            token_service_tls: None,
+            web_tls: None,
         }
     }
 }
@@ -450,6 +507,34 @@ impl Config {
                 "web.trusted_proxies: {bad:?} is not an IP address (CIDR ranges are not supported)"
             )));
         }
+        self.validate_tls()
+    }
+
+    /// TLS settings that would leave a link in plaintext, or that cannot work, are refused.
+    fn validate_tls(&self) -> Result<(), ConfigError> {
+        if let Some(tls) = &self.token_service_tls {
+            if tls.cert_file.is_some() != tls.key_file.is_some() {
+                return Err(ConfigError(
+                    "token_service_tls: cert_file and key_file go together".into(),
+                ));
+            }
+            if !self.token_service_url.starts_with("https://") {
+                return Err(ConfigError(format!(
+                    "token_service_tls is set but TOKEN_SERVICE_URL {:?} is not https://HOST:PORT",
+                    self.token_service_url
+                )));
+            }
+        } else if self.token_service_url.starts_with("https://") {
+            return Err(ConfigError(
+                "TOKEN_SERVICE_URL is https: set token_service_tls.ca_file (DOORWARD_TOKEN_SERVICE_TLS__CA_FILE) to the CA of token-service's certificate".into(),
+            ));
+        }
+        if self.web_tls.is_some() && !self.public_url.starts_with("https://") {
+            return Err(ConfigError(format!(
+                "web_tls is set: PUBLIC_URL must be the https:// address people use (it is {:?})",
+                self.public_url
+            )));
+        }
         Ok(())
     }
 
@@ -516,6 +601,66 @@ mod tests {
             .merge(Toml::string("[housekeeping]\nbatch = 100\n"))
             .extract::<Config>();
         assert!(misspelt.is_err(), "unknown keys are refused");
+    }
+
+    #[test]
+    fn sec_gb_11_tls_settings_that_would_leave_a_link_in_plaintext_are_refused() {
+        let tls = TokenServiceTlsConfig {
+            ca_file: "/etc/doorward/ca.pem".into(),
+            cert_file: None,
+            key_file: None,
+        };
+        let mut http_with_tls = Config {
+            token_service_tls: Some(tls.clone()),
+            ..Config::default()
+        };
+        let err = http_with_tls.validate().unwrap_err().to_string();
+        assert!(err.contains("not https"), "{err}");
+        http_with_tls.token_service_url = "https://10.0.0.2:50051".into();
+        assert!(http_with_tls.validate().is_ok());
+        let https_without_ca = Config {
+            token_service_url: "https://10.0.0.2:50051".into(),
+            ..Config::default()
+        };
+        let err = https_without_ca.validate().unwrap_err().to_string();
+        assert!(err.contains("DOORWARD_TOKEN_SERVICE_TLS__CA_FILE"), "{err}");
+        let half_identity = Config {
+            token_service_url: "https://10.0.0.2:50051".into(),
+            token_service_tls: Some(TokenServiceTlsConfig {
+                cert_file: Some("/etc/doorward/auth-web.pem".into()),
+                ..tls
+            }),
+            ..Config::default()
+        };
+        assert!(half_identity.validate().is_err());
+        let web_tls_on_http = Config {
+            web_tls: Some(WebTlsConfig {
+                cert_file: "/etc/doorward/server.pem".into(),
+                key_file: "/etc/doorward/server-key.pem".into(),
+            }),
+            ..Config::default()
+        };
+        let err = web_tls_on_http.validate().unwrap_err().to_string();
+        assert!(err.contains("PUBLIC_URL"), "{err}");
+    }
+
+    #[test]
+    fn the_tls_sections_read_from_their_environment_names() {
+        let config: Config = Figment::new()
+            .merge(Toml::string(
+                "[grpc_tls]\ncert_file = \"/s.pem\"\nkey_file = \"/k.pem\"\nclient_ca_file = \"/ca.pem\"\n",
+            ))
+            .extract()
+            .unwrap();
+        let grpc = config.grpc_tls.unwrap();
+        assert_eq!(grpc.client_ca_file.as_deref(), Some(Path::new("/ca.pem")));
+        let missing_key = Figment::new()
+            .merge(Toml::string("[grpc_tls]\ncert_file = \"/s.pem\"\n"))
+            .extract::<Config>();
+        assert!(
+            missing_key.is_err(),
+            "a certificate without its key is refused"
+        );
     }
 
     #[test]

@@ -12,6 +12,7 @@ pub mod scope;
 pub mod secret;
 pub mod signals;
 pub mod telemetry;
+pub mod tls;
 
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use oauth_error::ErrorCode;

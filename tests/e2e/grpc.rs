@@ -1,5 +1,6 @@
 //! The gRPC contract as a client of token-service sees it: standard health checking, OAuth
-//! refusals as data (not as gRPC errors), and the service-token guard.
+//! refusals as data (not as gRPC errors), and the service-token guard. (Every other caller
+//! check: `boundary.rs`.)
 
 use doorward_proto::v1 as pb;
 use doorward_tests::{Backend, TestApp, both_backends};
@@ -32,9 +33,8 @@ async fn grpc_health_reports_serving(backend: Backend) {
 
 async fn oauth_refusals_travel_as_data_not_as_grpc_errors(backend: Backend) {
     let app = TestApp::spawn(backend).await;
-    let mut tokens = pb::token_service_client::TokenServiceClient::connect(app.grpc_url())
-        .await
-        .unwrap();
+    let mut tokens =
+        pb::token_service_client::TokenServiceClient::new(app.internal_channel().await);
     let response = tokens
         .exchange(pb::ExchangeRequest {
             grant_type: "client_credentials".into(),
@@ -84,12 +84,7 @@ async fn grpc_reflection_lists_the_doorward_services(backend: Backend) {
     use tonic_reflection::pb::v1::server_reflection_response::MessageResponse;
 
     let app = TestApp::spawn(backend).await;
-    let channel = tonic::transport::Channel::from_shared(app.grpc_url())
-        .unwrap()
-        .connect()
-        .await
-        .unwrap();
-    let mut reflection = ServerReflectionClient::new(channel);
+    let mut reflection = ServerReflectionClient::new(app.internal_channel().await);
     let request = ServerReflectionRequest {
         host: String::new(),
         message_request: Some(MessageRequest::ListServices(String::new())),

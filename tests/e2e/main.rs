@@ -5,6 +5,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod api;
+mod boundary;
 mod chromium;
 mod code_flow;
 mod database;
@@ -16,6 +17,7 @@ mod grpc;
 mod housekeeping;
 mod jwt_attacks;
 mod lifecycle;
+mod multi_host;
 mod oidc;
 mod pages;
 mod refresh;
@@ -23,5 +25,6 @@ mod resilience;
 mod secret_rotation;
 mod seed;
 mod storage;
+mod tls;
 mod token_errors;
 mod validation;

@@ -218,9 +218,8 @@ async fn page_renewal_at_once_stops_the_old_secret_immediately(backend: Backend)
 async fn operator_rotation_with_grace_keeps_the_old_secret_working_that_long(backend: Backend) {
     let app = TestApp::spawn(backend).await;
     let client = app.create_client("read_user", true, false).await;
-    let mut applications = pb::applications_client::ApplicationsClient::connect(app.grpc_url())
-        .await
-        .unwrap();
+    let mut applications =
+        pb::applications_client::ApplicationsClient::new(app.internal_channel().await);
     let before = app.state.now();
     let rotated = applications
         .rotate_secret(pb::RotateSecretRequest {

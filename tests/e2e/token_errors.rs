@@ -575,10 +575,9 @@ async fn nul_bytes_and_repeated_json_members_are_invalid_requests(backend: Backe
     let response = post_raw(&app, "application/json", body.into_bytes()).await;
     assert_error(response, 400, "invalid_request").await;
     // NUL reaching token-service through gRPC directly is refused as an unknown client.
-    let mut tokens =
-        doorward_proto::v1::token_service_client::TokenServiceClient::connect(app.grpc_url())
-            .await
-            .unwrap();
+    let mut tokens = doorward_proto::v1::token_service_client::TokenServiceClient::new(
+        app.internal_channel().await,
+    );
     let response = tokens
         .exchange(doorward_proto::v1::ExchangeRequest {
             grant_type: "client_credentials".into(),

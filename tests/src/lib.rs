@@ -6,6 +6,8 @@
 
 pub mod browser;
 pub mod logs;
+pub mod netns;
+pub mod pki;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -82,6 +84,28 @@ pub struct TestClient {
     pub secret: String,
 }
 
+/// Adds `authorization: Bearer <service token>` to every call (none: sends nothing).
+#[derive(Clone)]
+pub struct ServiceToken(Option<tonic::metadata::MetadataValue<tonic::metadata::Ascii>>);
+
+impl tonic::service::Interceptor for ServiceToken {
+    fn call(
+        &mut self,
+        mut request: tonic::Request<()>,
+    ) -> Result<tonic::Request<()>, tonic::Status> {
+        if let Some(value) = &self.0 {
+            request
+                .metadata_mut()
+                .insert("authorization", value.clone());
+        }
+        Ok(request)
+    }
+}
+
+/// A channel whose calls carry the service token.
+pub type InternalChannel =
+    tonic::service::interceptor::InterceptedService<tonic::transport::Channel, ServiceToken>;
+
 /// Set as `public_url` in `spawn_with`: the issuer becomes auth-web's bound address.
 pub const ISSUER_ON_BOUND_PORT: &str = "http://127.0.0.1:0";
 
@@ -144,6 +168,35 @@ impl TestApp {
         Self::start(backend, adjust, false).await
     }
 
+    /// Starts both services with TLS on every link, from `pki` (`pki::TestPki`): mTLS on
+    /// token-service's gRPC port (auth-web presents `client.pem`; no service token), and
+    /// HTTPS on auth-web, which `http` trusts. The issuer is `https://` auth-web's address.
+    pub async fn spawn_tls(backend: Backend, pki: &pki::TestPki) -> Self {
+        Self::start(
+            backend,
+            |config| {
+                config.service_token = None;
+                config.public_url = ISSUER_ON_BOUND_PORT.into();
+                config.grpc_tls = Some(doorward_shared::config::GrpcTlsConfig {
+                    cert_file: pki.cert("server"),
+                    key_file: pki.key("server"),
+                    client_ca_file: Some(pki.cert("ca")),
+                });
+                config.token_service_tls = Some(doorward_shared::config::TokenServiceTlsConfig {
+                    ca_file: pki.cert("ca"),
+                    cert_file: Some(pki.cert("client")),
+                    key_file: Some(pki.key("client")),
+                });
+                config.web_tls = Some(doorward_shared::config::WebTlsConfig {
+                    cert_file: pki.cert("server"),
+                    key_file: pki.key("server"),
+                });
+            },
+            false,
+        )
+        .await
+    }
+
     /// Starts both services with auth-web reaching token-service over a Unix socket (as
     /// the all-in-one binary does) instead of TCP.
     pub async fn spawn_over_unix_socket(backend: Backend) -> Self {
@@ -190,12 +243,26 @@ impl TestApp {
         config.tokens.key_reload_seconds = 1;
         // New keys sign at once unless a test asks for a publication lead (SEC-JW-08).
         config.tokens.key_publish_ahead_seconds = 0;
+        // There is no open mode: auth-web over TCP and the tests' own internal gRPC clients
+        // (`internal_channel`) prove themselves with a service token. Over the socket, as in
+        // the all-in-one binary, there is none: the socket's peer is the internal caller.
+        if !over_socket {
+            config.service_token = Some(Secret::new(format!(
+                "test-service-token-{}",
+                random_suffix()
+            )));
+        }
         adjust(&mut config);
         // A test that asks for `public_url = ISSUER_ON_BOUND_PORT` gets the address auth-web
         // listens on as its issuer (OpenID Connect discovery fetches from the issuer).
         let web_listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let scheme = if config.web_tls.is_some() {
+            "https"
+        } else {
+            "http"
+        };
         if config.public_url == ISSUER_ON_BOUND_PORT {
-            config.public_url = format!("http://{}", web_listener.local_addr().unwrap());
+            config.public_url = format!("{scheme}://{}", web_listener.local_addr().unwrap());
         }
 
         let clock = ManualClock::new();
@@ -213,20 +280,26 @@ impl TestApp {
         let mut web_config = config.clone();
         web_config.token_service_url = match &socket {
             Some(path) => format!("unix:{}", path.display()),
+            None if config.grpc_tls.is_some() => format!("https://{grpc_addr}"),
             None => format!("http://{grpc_addr}"),
         };
         let auth_web =
             auth_web::AuthWebApp::build_on(web_listener, web_config, Arc::new(clock.clone()))
                 .expect("auth-web starts");
-        let base = format!("http://{}", auth_web.local_addr());
+        let base = format!("{scheme}://{}", auth_web.local_addr());
         let web_handle = auth_web.handle();
         tokio::spawn(auth_web.run());
 
-        let http = reqwest::Client::builder()
+        let mut http = reqwest::Client::builder()
             .cookie_store(true)
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .unwrap();
+            .redirect(reqwest::redirect::Policy::none());
+        // Over HTTPS the tests trust the CA that token-service's certificate comes from
+        // (`spawn_tls` uses one CA for both).
+        if let (Some(_), Some(tls)) = (&config.web_tls, &config.token_service_tls) {
+            let ca = std::fs::read(&tls.ca_file).unwrap();
+            http = http.add_root_certificate(reqwest::Certificate::from_pem(&ca).unwrap());
+        }
+        let http = http.build().unwrap();
         Self {
             base,
             http,
@@ -253,14 +326,29 @@ impl TestApp {
         format!("http://{}", self.grpc_addr)
     }
 
-    /// A gRPC client of the token service's `Authorizations` API.
+    /// A channel to the token service's TCP port that proves itself an internal caller, as
+    /// auth-web does (the configured service token).
+    pub async fn internal_channel(&self) -> InternalChannel {
+        let channel = tonic::transport::Channel::from_shared(self.grpc_url())
+            .unwrap()
+            .connect()
+            .await
+            .unwrap();
+        let token = self
+            .config
+            .service_token
+            .as_ref()
+            .map(|t| format!("Bearer {}", t.expose()).parse().unwrap());
+        tonic::service::interceptor::InterceptedService::new(channel, ServiceToken(token))
+    }
+
+    /// A gRPC client of the token service's `Authorizations` API, as an internal caller.
     pub async fn authorizations(
         &self,
-    ) -> doorward_proto::v1::authorizations_client::AuthorizationsClient<tonic::transport::Channel>
-    {
-        doorward_proto::v1::authorizations_client::AuthorizationsClient::connect(self.grpc_url())
-            .await
-            .unwrap()
+    ) -> doorward_proto::v1::authorizations_client::AuthorizationsClient<InternalChannel> {
+        doorward_proto::v1::authorizations_client::AuthorizationsClient::new(
+            self.internal_channel().await,
+        )
     }
 
     /// `GET path` on auth-web, its body as JSON.

@@ -3,6 +3,7 @@
 //! command machine-readable. Errors are one line on stderr and a non-zero exit.
 
 use std::io::BufRead;
+use std::path::PathBuf;
 
 use anyhow::{Context, bail};
 use clap::{Args, Subcommand};
@@ -17,6 +18,7 @@ use crate::db;
 use crate::db::models::ApplicationRow;
 use crate::error::ServiceError;
 use crate::state::AppState;
+use crate::tls_init::{self, TlsInitRequest};
 
 /// Operator commands.
 #[derive(Debug, Subcommand)]
@@ -35,6 +37,9 @@ pub enum Command {
     Tokens(TokensCommand),
     /// Apply pending database migrations and exit.
     Migrate(JsonFlag),
+    /// Make certificates for trying TLS locally (needs no database).
+    #[command(subcommand)]
+    Tls(TlsCommand),
 }
 
 /// `--json`.
@@ -173,6 +178,39 @@ pub enum TokensCommand {
     Cleanup(JsonFlag),
 }
 
+/// `tls ...`
+#[derive(Debug, Subcommand)]
+pub enum TlsCommand {
+    /// Write a local CA and certificates for TLS and mutual TLS between the services.
+    ///
+    /// Writes ca.pem, server.pem (for `--host`) and auth-web.pem (auth-web's client
+    /// certificate: an internal caller), each with its `-key.pem`, and prints the
+    /// configuration that uses them. For trying things out: the CA's key lies beside the
+    /// certificates.
+    Init {
+        /// The folder to write into (created, mode 0700, if missing).
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+        /// A name of the server certificate: an IP address or a DNS name (repeatable; the
+        /// first is the one in the printed URLs).
+        #[arg(long = "host", value_name = "NAME", required = true)]
+        hosts: Vec<String>,
+        /// Replace existing files.
+        #[arg(long)]
+        force: bool,
+        /// Days the certificates stay valid.
+        #[arg(
+            long,
+            value_name = "N",
+            default_value_t = 365,
+            value_parser = clap::value_parser!(u32).range(1..=36500)
+        )]
+        days: u32,
+        #[command(flatten)]
+        json: JsonFlag,
+    },
+}
+
 fn app_json(app: &ApplicationRow) -> serde_json::Value {
     json!({
         "id": app.id,
@@ -220,6 +258,42 @@ fn field_errors(errors: &[accounts::FieldError]) -> String {
         .map(|e| format!("{} {}", e.field, e.message))
         .collect::<Vec<_>>()
         .join("; ")
+}
+
+/// Runs `command` if it needs no database (`tls ...`, which an operator runs before one
+/// exists); `None` means it does, and the caller opens the state and calls [`run`].
+pub fn run_without_database(command: &Command) -> Option<anyhow::Result<()>> {
+    match command {
+        Command::Tls(tls) => Some(run_tls(tls)),
+        Command::Users(_)
+        | Command::Apps(_)
+        | Command::Keys(_)
+        | Command::Tokens(_)
+        | Command::Migrate(_) => None,
+    }
+}
+
+fn run_tls(command: &TlsCommand) -> anyhow::Result<()> {
+    let TlsCommand::Init {
+        out,
+        hosts,
+        force,
+        days,
+        json: flag,
+    } = command;
+    let request = TlsInitRequest {
+        dir: out.clone(),
+        hosts: hosts.clone(),
+        force: *force,
+        days: *days,
+    };
+    let written = tls_init::init(&request, time::OffsetDateTime::now_utc())?;
+    if flag.json {
+        println!("{}", written.to_json());
+    } else {
+        println!("{written}");
+    }
+    Ok(())
 }
 
 /// Runs one operator command against the state's database.
@@ -282,6 +356,9 @@ pub async fn run(state: &AppState, command: Command) -> anyhow::Result<()> {
             }
         }
         Command::Apps(command) => run_apps(state, command).await?,
+        // Callers run it through `run_without_database`; it is here so that `run` takes
+        // every command.
+        Command::Tls(command) => run_tls(&command)?,
         Command::Tokens(TokensCommand::Cleanup(flag)) => {
             let report = crate::housekeeping::run(state).await?;
             if flag.json {

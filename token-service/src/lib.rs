@@ -26,6 +26,7 @@ pub mod state;
 #[cfg(test)]
 mod testing;
 pub mod throttle;
+pub mod tls_init;
 pub mod validation;
 
 pub use startup::{TokenServiceApp, open_state};

@@ -1,32 +1,77 @@
-//! What token-service accepts gRPC connections on: its TCP address, and optionally a Unix
-//! socket for an auth-web on the same host (the all-in-one binary uses one). Both serve the
-//! same services with the same checks; the socket only skips the loopback TCP stack, which
-//! costs a share of every token request's CPU on two cores.
+//! What token-service accepts gRPC connections on: its TCP address (plaintext, or TLS only
+//! when `[grpc_tls]` is set), and optionally a Unix socket for an auth-web on the same host
+//! (the all-in-one binary uses one). Each connection carries a [`Peer`]: what the transport
+//! proves about the caller, which `grpc::caller` reads before any handler runs.
 
 use std::io;
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use futures::Stream;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpStream, UnixListener, UnixStream};
+use tokio_rustls::TlsAcceptor;
+use tokio_rustls::server::TlsStream;
 use tokio_stream::StreamExt;
-use tokio_stream::wrappers::UnixListenerStream;
-use tonic::transport::server::{Connected, TcpConnectInfo, TcpIncoming};
+use tokio_stream::wrappers::{ReceiverStream, UnixListenerStream};
+use tonic::transport::server::{Connected, TcpIncoming};
+
+/// How long a client may take to finish its TLS handshake.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// One accepted connection.
 pub enum Conn {
     /// From the TCP listener (`TCP_NODELAY` set).
     Tcp(TcpStream),
-    /// From the Unix socket.
-    Unix(UnixStream),
+    /// From the TCP listener, after a TLS handshake.
+    Tls(Box<TlsStream<TcpStream>>),
+    /// From the Unix socket; `same_user` when the peer runs as the socket's owner.
+    Unix { stream: UnixStream, same_user: bool },
+}
+
+/// What the connection proves about the caller (the `ConnectInfo` of every request).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Peer {
+    /// The peer's address (TCP and TLS).
+    pub remote_addr: Option<SocketAddr>,
+    /// How it connected.
+    pub transport: Transport,
+}
+
+/// How a caller connected, and what that proves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transport {
+    /// Plain TCP: proves nothing.
+    Tcp,
+    /// TLS; `client_certificate` when the peer presented a certificate that
+    /// `grpc_tls.client_ca_file` issued (the handshake fails for any other).
+    Tls {
+        /// A verified client certificate was presented.
+        client_certificate: bool,
+    },
+    /// The Unix socket; `same_user` when `SO_PEERCRED` says the peer runs as the user that
+    /// owns the socket (token-service's own user).
+    Unix {
+        /// The peer's uid is the socket owner's.
+        same_user: bool,
+    },
+}
+
+/// A Unix socket listener and the uid that owns its file.
+#[derive(Debug)]
+pub struct UnixSocket {
+    listener: UnixListener,
+    owner: u32,
 }
 
 /// Binds `path` as a Unix socket only its owner may connect to. A socket file left by an
 /// earlier run is replaced; any other file at that path is an error.
-pub fn bind_unix(path: &Path) -> io::Result<UnixListener> {
-    use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+pub fn bind_unix(path: &Path) -> io::Result<UnixSocket> {
+    use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
     match std::fs::symlink_metadata(path) {
         Ok(meta) if meta.file_type().is_socket() => std::fs::remove_file(path)?,
         Ok(_) => {
@@ -39,23 +84,77 @@ pub fn bind_unix(path: &Path) -> io::Result<UnixListener> {
     }
     let listener = UnixListener::bind(path)?;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
-    Ok(listener)
+    // The file is ours, just made: its owner is this process's user, read without libc.
+    let owner = std::fs::metadata(path)?.uid();
+    Ok(UnixSocket { listener, owner })
 }
 
-/// The connections of `tcp` and, if given, of `unix`, as one stream for tonic.
+/// The connections of `tcp` (through TLS when `tls` is given) and, if given, of `unix`, as
+/// one stream for tonic.
 pub fn incoming(
     tcp: tokio::net::TcpListener,
-    unix: Option<UnixListener>,
+    tls: Option<Arc<rustls::ServerConfig>>,
+    unix: Option<UnixSocket>,
 ) -> Pin<Box<dyn Stream<Item = io::Result<Conn>> + Send>> {
     // TCP_NODELAY on every accepted connection: without it a response written in several
     // frames waits for the peer's delayed ACK (~40 ms per request).
-    let tcp = TcpIncoming::from(tcp)
-        .with_nodelay(Some(true))
-        .map(|accepted| accepted.map(Conn::Tcp));
+    let tcp = TcpIncoming::from(tcp).with_nodelay(Some(true));
+    let tcp: Pin<Box<dyn Stream<Item = io::Result<Conn>> + Send>> = match tls {
+        Some(config) => Box::pin(tls_handshakes(tcp, TlsAcceptor::from(config))),
+        None => Box::pin(tcp.map(|accepted| accepted.map(Conn::Tcp))),
+    };
     match unix {
-        Some(unix) => Box::pin(tcp.merge(UnixListenerStream::new(unix).map(|a| a.map(Conn::Unix)))),
-        None => Box::pin(tcp),
+        Some(UnixSocket { listener, owner }) => {
+            let unix = UnixListenerStream::new(listener).map(move |accepted| {
+                accepted.map(|stream| {
+                    let same_user = stream.peer_cred().is_ok_and(|cred| cred.uid() == owner);
+                    Conn::Unix { stream, same_user }
+                })
+            });
+            Box::pin(tcp.merge(unix))
+        }
+        None => tcp,
     }
+}
+
+/// TLS connections of `tcp`. Each handshake runs in a task of its own, so a slow or silent
+/// client holds up no other; one that fails (plaintext, an unknown client certificate, a
+/// timeout) is closed and never reaches gRPC. The accepting task ends, and the port closes,
+/// when the server drops the stream.
+fn tls_handshakes(
+    mut tcp: TcpIncoming,
+    acceptor: TlsAcceptor,
+) -> impl Stream<Item = io::Result<Conn>> + Send {
+    let (ready, handshaken) = tokio::sync::mpsc::channel::<io::Result<Conn>>(64);
+    tokio::spawn(async move {
+        loop {
+            let accepted = tokio::select! {
+                accepted = tcp.next() => accepted,
+                () = ready.closed() => break,
+            };
+            let stream = match accepted {
+                Some(Ok(stream)) => stream,
+                Some(Err(err)) => {
+                    tracing::warn!(error = %err, "could not accept a gRPC connection");
+                    continue;
+                }
+                None => break,
+            };
+            let (acceptor, ready) = (acceptor.clone(), ready.clone());
+            tokio::spawn(async move {
+                let peer = stream.peer_addr().ok();
+                match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+                    Ok(Ok(tls)) => {
+                        let _ = ready.send(Ok(Conn::Tls(Box::new(tls)))).await;
+                    }
+                    // Debug, not warn: anyone can make these, and each would be a log line.
+                    Ok(Err(err)) => tracing::debug!(?peer, error = %err, "TLS handshake failed"),
+                    Err(_) => tracing::debug!(?peer, "TLS handshake timed out"),
+                }
+            });
+        }
+    });
+    ReceiverStream::new(handshaken)
 }
 
 /// Removes the socket file when the service stops.
@@ -68,18 +167,45 @@ impl Drop for SocketFile {
 }
 
 impl Connected for Conn {
-    type ConnectInfo = TcpConnectInfo;
+    type ConnectInfo = Peer;
 
-    /// The peer's address for TCP (what `Request::remote_addr` reads); none for the socket.
-    fn connect_info(&self) -> TcpConnectInfo {
+    fn connect_info(&self) -> Peer {
         match self {
-            Conn::Tcp(stream) => stream.connect_info(),
-            Conn::Unix(_) => TcpConnectInfo {
-                local_addr: None,
+            Conn::Tcp(stream) => Peer {
+                remote_addr: stream.peer_addr().ok(),
+                transport: Transport::Tcp,
+            },
+            Conn::Tls(stream) => {
+                let (tcp, session) = stream.get_ref();
+                Peer {
+                    remote_addr: tcp.peer_addr().ok(),
+                    transport: Transport::Tls {
+                        // Only a certificate the client CA verified gets this far.
+                        client_certificate: session
+                            .peer_certificates()
+                            .is_some_and(|certs| !certs.is_empty()),
+                    },
+                }
+            }
+            Conn::Unix { same_user, .. } => Peer {
                 remote_addr: None,
+                transport: Transport::Unix {
+                    same_user: *same_user,
+                },
             },
         }
     }
+}
+
+/// The stream under any connection, for the I/O traits.
+macro_rules! io_of {
+    ($conn:expr, $s:ident => $body:expr) => {
+        match $conn {
+            Conn::Tcp($s) => $body,
+            Conn::Tls($s) => $body,
+            Conn::Unix { stream: $s, .. } => $body,
+        }
+    };
 }
 
 impl AsyncRead for Conn {
@@ -88,10 +214,7 @@ impl AsyncRead for Conn {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            Conn::Tcp(s) => Pin::new(s).poll_read(cx, buf),
-            Conn::Unix(s) => Pin::new(s).poll_read(cx, buf),
-        }
+        io_of!(self.get_mut(), s => Pin::new(s).poll_read(cx, buf))
     }
 }
 
@@ -101,10 +224,7 @@ impl AsyncWrite for Conn {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        match self.get_mut() {
-            Conn::Tcp(s) => Pin::new(s).poll_write(cx, buf),
-            Conn::Unix(s) => Pin::new(s).poll_write(cx, buf),
-        }
+        io_of!(self.get_mut(), s => Pin::new(s).poll_write(cx, buf))
     }
 
     fn poll_write_vectored(
@@ -112,31 +232,19 @@ impl AsyncWrite for Conn {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        match self.get_mut() {
-            Conn::Tcp(s) => Pin::new(s).poll_write_vectored(cx, bufs),
-            Conn::Unix(s) => Pin::new(s).poll_write_vectored(cx, bufs),
-        }
+        io_of!(self.get_mut(), s => Pin::new(s).poll_write_vectored(cx, bufs))
     }
 
     fn is_write_vectored(&self) -> bool {
-        match self {
-            Conn::Tcp(s) => s.is_write_vectored(),
-            Conn::Unix(s) => s.is_write_vectored(),
-        }
+        io_of!(self, s => s.is_write_vectored())
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            Conn::Tcp(s) => Pin::new(s).poll_flush(cx),
-            Conn::Unix(s) => Pin::new(s).poll_flush(cx),
-        }
+        io_of!(self.get_mut(), s => Pin::new(s).poll_flush(cx))
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            Conn::Tcp(s) => Pin::new(s).poll_shutdown(cx),
-            Conn::Unix(s) => Pin::new(s).poll_shutdown(cx),
-        }
+        io_of!(self.get_mut(), s => Pin::new(s).poll_shutdown(cx))
     }
 }
 

@@ -57,10 +57,17 @@ async fn run(command: Option<Command>, config: Config) -> anyhow::Result<()> {
     match command {
         Some(command) => {
             telemetry::init_for_cli("warn");
+            if let Some(done) = cli::run_without_database(&command) {
+                return done;
+            }
             let state = open_state(config, Arc::new(SystemClock)).await?;
             cli::run(&state, command).await
         }
         None => {
+            // No open mode: alone, token-service must be able to tell auth-web from anyone.
+            if !token_service::startup::internal_callers_configured(&config) {
+                anyhow::bail!(token_service::startup::NO_INTERNAL_CALLERS);
+            }
             telemetry::init("info");
             let app = TokenServiceApp::build(config, Arc::new(SystemClock)).await?;
             tracing::info!(addr = %app.local_addr()?, socket = ?app.unix_socket(), "token-service listening (gRPC)");

@@ -17,9 +17,9 @@ use tonic::service::interceptor::InterceptedService;
 
 use crate::db;
 use crate::error::ServiceError;
-use crate::grpc::ServiceTokenCheck;
 use crate::grpc::applications::ApplicationsImpl;
 use crate::grpc::authorizations::AuthorizationsImpl;
+use crate::grpc::caller::{Audience, CallerCheck};
 use crate::grpc::device_authorizations::DeviceAuthorizationsImpl;
 use crate::grpc::token_service::TokenServiceImpl;
 use crate::grpc::token_validation::{CallerCache, TokenValidationImpl};
@@ -169,10 +169,64 @@ fn spawn_housekeeper(state: AppState) -> Option<tokio::task::JoinHandle<()>> {
     }))
 }
 
+/// Whether anything can prove a caller internal: the service token, a client CA, or the
+/// Unix socket. Without one, only `TokenValidation` and health can be served; the split
+/// `token-service` refuses to start that way (the all-in-one's own auth-web uses the socket).
+pub fn internal_callers_configured(config: &Config) -> bool {
+    config.service_token.is_some()
+        || config.token_service_socket.is_some()
+        || config
+            .grpc_tls
+            .as_ref()
+            .is_some_and(|tls| tls.client_ca_file.is_some())
+}
+
+/// The one line the split `token-service` prints when nothing identifies internal callers.
+pub const NO_INTERNAL_CALLERS: &str = concat!(
+    "token-service needs a way to recognise auth-web: set SERVICE_TOKEN (16+ characters, ",
+    "the same for auth-web), or [grpc_tls] cert_file, key_file and client_ca_file for mTLS ",
+    "(DOORWARD_GRPC_TLS__CERT_FILE, DOORWARD_GRPC_TLS__KEY_FILE, ",
+    "DOORWARD_GRPC_TLS__CLIENT_CA_FILE), or token_service_socket ",
+    "(DOORWARD_TOKEN_SERVICE_SOCKET) for an auth-web on this host"
+);
+
+/// The TLS configuration of the gRPC port, if `[grpc_tls]` is set.
+fn grpc_tls(config: &Config) -> anyhow::Result<Option<Arc<rustls::ServerConfig>>> {
+    let Some(tls) = &config.grpc_tls else {
+        return Ok(None);
+    };
+    let server = doorward_shared::tls::server_config(
+        &tls.cert_file,
+        &tls.key_file,
+        tls.client_ca_file.as_deref(),
+        doorward_shared::tls::ALPN_H2,
+    )
+    .context("grpc_tls")?;
+    Ok(Some(server))
+}
+
+/// Says at start-up what the TCP port will accept, and warns where a credential would
+/// cross a network in the clear.
+fn describe_boundary(config: &Config, addr: SocketAddr) {
+    let tls = config.grpc_tls.is_some();
+    if config.service_token.is_some() && !tls && !addr.ip().is_loopback() {
+        tracing::warn!(%addr, "SERVICE_TOKEN is sent in plaintext to this non-loopback address; set [grpc_tls]");
+    }
+    let internal_over_tcp = config.service_token.is_some()
+        || config
+            .grpc_tls
+            .as_ref()
+            .is_some_and(|t| t.client_ca_file.is_some());
+    if !internal_over_tcp {
+        tracing::info!(%addr, "the gRPC port serves TokenValidation and health only (no SERVICE_TOKEN or grpc_tls.client_ca_file)");
+    }
+}
+
 /// A token service, bound and ready to run.
 pub struct TokenServiceApp {
     listener: TcpListener,
-    unix: Option<(tokio::net::UnixListener, crate::listener::SocketFile)>,
+    tls: Option<Arc<rustls::ServerConfig>>,
+    unix: Option<(crate::listener::UnixSocket, crate::listener::SocketFile)>,
     state: AppState,
 }
 
@@ -181,12 +235,16 @@ impl TokenServiceApp {
     pub async fn build(config: Config, clock: SharedClock) -> anyhow::Result<Self> {
         let addr = config.token_service_addr.clone();
         let socket = config.token_service_socket.clone();
+        // Certificates first: a bad file stops the start before the database is touched.
+        let tls = grpc_tls(&config)?;
         let state = open_state(config, clock).await?;
         let listener = TcpListener::bind(&addr)
             .await
             .with_context(|| format!("could not listen on {addr}"))?;
+        describe_boundary(&state.config, listener.local_addr()?);
         let mut app = Self {
             listener,
+            tls,
             unix: None,
             state,
         };
@@ -202,7 +260,8 @@ impl TokenServiceApp {
         self.unix.as_ref().map(|(_, file)| file.0.as_path())
     }
 
-    /// Also accepts connections on the Unix socket `path` (mode 0600), removed on stop.
+    /// Also accepts connections on the Unix socket `path` (mode 0600; its owner's processes
+    /// are internal callers), removed on stop.
     pub fn listen_unix(&mut self, path: &std::path::Path) -> std::io::Result<()> {
         let listener = crate::listener::bind_unix(path)?;
         self.unix = Some((listener, crate::listener::SocketFile(path.to_owned())));
@@ -231,7 +290,10 @@ impl TokenServiceApp {
         };
         let reloader = spawn_key_reloader(state.clone());
         let housekeeper = spawn_housekeeper(state.clone());
-        let check = ServiceTokenCheck::new(state.config.service_token.clone());
+        let token = state.config.service_token.clone();
+        let check = |service: &'static str, audience: Audience| {
+            CallerCheck::new(service, audience, token.clone())
+        };
         let (health_reporter, health_service) = tonic_health::server::health_reporter();
         health_reporter
             .set_serving::<pb::token_service_server::TokenServiceServer<TokenServiceImpl>>()
@@ -241,13 +303,17 @@ impl TokenServiceApp {
             .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
             .build_v1()?;
 
+        // Every doorward.v1 service behind the caller check; only health is open.
         macro_rules! guarded {
             ($server:ty, $service:expr) => {
+                guarded!($server, $service, Audience::Internal)
+            };
+            ($server:ty, $service:expr, $audience:expr) => {
                 InterceptedService::new(
                     <$server>::new($service)
                         .max_decoding_message_size(MAX_MESSAGE_BYTES)
                         .max_encoding_message_size(MAX_MESSAGE_BYTES),
-                    check.clone(),
+                    check(<$server as tonic::server::NamedService>::NAME, $audience),
                 )
             };
         }
@@ -255,7 +321,11 @@ impl TokenServiceApp {
         tonic::transport::Server::builder()
             .timeout(Duration::from_secs(30))
             .add_service(health_service)
-            .add_service(reflection)
+            // Reflection describes every internal RPC: internal callers only.
+            .add_service(InterceptedService::new(
+                reflection,
+                check("grpc.reflection.v1.ServerReflection", Audience::Internal),
+            ))
             .add_service(guarded!(
                 pb::token_service_server::TokenServiceServer<TokenServiceImpl>,
                 TokenServiceImpl::new(state.clone())
@@ -268,15 +338,13 @@ impl TokenServiceApp {
                 pb::applications_server::ApplicationsServer<ApplicationsImpl>,
                 ApplicationsImpl::new(state.clone())
             ))
-            // Resource servers authenticate with their application's credentials, not the
-            // internal service token (see `grpc::token_validation`).
-            .add_service(
-                pb::token_validation_server::TokenValidationServer::new(TokenValidationImpl::new(
-                    state.clone(),
-                ))
-                .max_decoding_message_size(MAX_MESSAGE_BYTES)
-                .max_encoding_message_size(MAX_MESSAGE_BYTES),
-            )
+            // Resource servers authenticate with their application's credentials, which
+            // the handler checks (see `grpc::token_validation`).
+            .add_service(guarded!(
+                pb::token_validation_server::TokenValidationServer<TokenValidationImpl>,
+                TokenValidationImpl::new(state.clone()),
+                Audience::InternalOrApplication
+            ))
             .add_service(guarded!(
                 pb::authorizations_server::AuthorizationsServer<AuthorizationsImpl>,
                 AuthorizationsImpl::new(state.clone())
@@ -288,7 +356,7 @@ impl TokenServiceApp {
                 DeviceAuthorizationsImpl::new(state.clone())
             ))
             .serve_with_incoming_shutdown(
-                crate::listener::incoming(self.listener, unix_listener),
+                crate::listener::incoming(self.listener, self.tls, unix_listener),
                 shutdown,
             )
             .await?;

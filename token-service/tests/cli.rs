@@ -412,6 +412,46 @@ fn a_bad_database_url_is_a_clear_error() {
     );
 }
 
+/// SEC-GB-13: a split token-service with nothing that can tell auth-web from anyone refuses
+/// to start, in one line that names the options to set.
+#[test]
+fn sec_gb_13_token_service_alone_refuses_to_start_without_internal_caller_authentication() {
+    let cli = Cli::new();
+    let output = Command::new(env!("CARGO_BIN_EXE_token-service"))
+        .env("DATABASE_URL", &cli.database_url)
+        .env("TOKEN_SERVICE_ADDR", free_addr())
+        .env_remove("SERVICE_TOKEN")
+        .env_remove("RUST_LOG")
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+    for option in [
+        "SERVICE_TOKEN",
+        "DOORWARD_GRPC_TLS__CLIENT_CA_FILE",
+        "token_service_socket",
+    ] {
+        assert!(stderr.contains(option), "{option} missing from {stderr}");
+    }
+    assert!(
+        !cli.dir.join("cli.db").exists(),
+        "it stopped before opening the database"
+    );
+}
+
+/// The service token the replicas are started with (there is no open mode).
+const SERVICE_TOKEN: &str = "cli-test-service-token-0123";
+
+/// Sends the replicas' service token: the tests call internal RPCs, as auth-web would.
+fn with_service_token(
+    mut request: tonic::Request<()>,
+) -> Result<tonic::Request<()>, tonic::Status> {
+    let value = format!("Bearer {SERVICE_TOKEN}").parse().unwrap();
+    request.metadata_mut().insert("authorization", value);
+    Ok(request)
+}
+
 /// A `token-service` process serving gRPC on `addr`; killed when dropped.
 struct Replica(std::process::Child);
 
@@ -420,6 +460,7 @@ impl Replica {
         let child = Command::new(env!("CARGO_BIN_EXE_token-service"))
             .env("DATABASE_URL", database_url)
             .env("TOKEN_SERVICE_ADDR", addr)
+            .env("SERVICE_TOKEN", SERVICE_TOKEN)
             .env(
                 "DOORWARD_TOKENS__VALIDATION_CACHE_SECONDS",
                 cache_seconds.to_string(),
@@ -516,7 +557,10 @@ async fn a_revocation_on_one_replica_reaches_the_other_within_the_cache_bound() 
     let (addr_a, addr_b) = (free_addr(), free_addr());
     let _a = Replica::start(&database_url, &addr_a, bound);
     let _b = Replica::start(&database_url, &addr_b, bound);
-    let mut tokens_a = pb::token_service_client::TokenServiceClient::new(connect(&addr_a).await);
+    let mut tokens_a = pb::token_service_client::TokenServiceClient::with_interceptor(
+        connect(&addr_a).await,
+        with_service_token,
+    );
     let mut validation_b =
         pb::token_validation_client::TokenValidationClient::new(connect(&addr_b).await);
 
@@ -625,7 +669,10 @@ async fn a_returned_token_survives_kill_9_of_the_token_service() {
     };
     let addr = free_addr();
     let mut replica = Replica::start(&cli.database_url, &addr, 5);
-    let mut tokens = pb::token_service_client::TokenServiceClient::new(connect(&addr).await);
+    let mut tokens = pb::token_service_client::TokenServiceClient::with_interceptor(
+        connect(&addr).await,
+        with_service_token,
+    );
     let mut issued = Vec::new();
     for _ in 0..20 {
         let answer = tokens
@@ -649,7 +696,10 @@ async fn a_returned_token_survives_kill_9_of_the_token_service() {
 
     let addr = free_addr();
     let _restarted = Replica::start(&cli.database_url, &addr, 5);
-    let mut tokens = pb::token_service_client::TokenServiceClient::new(connect(&addr).await);
+    let mut tokens = pb::token_service_client::TokenServiceClient::with_interceptor(
+        connect(&addr).await,
+        with_service_token,
+    );
     for token in issued {
         let answer = tokens
             .introspect(pb::IntrospectRequest {
@@ -668,4 +718,242 @@ async fn a_returned_token_survives_kill_9_of_the_token_service() {
             "a token returned before the kill is still known: {answer:?}"
         );
     }
+}
+
+/// The trust that `tls init` sets up, checked as rustls checks it: the CA it wrote.
+mod tls {
+    use std::path::{Path, PathBuf};
+    use std::sync::Arc;
+
+    use rustls::RootCertStore;
+    use rustls::client::WebPkiServerVerifier;
+    use rustls::client::danger::ServerCertVerifier;
+    use rustls::crypto::CryptoProvider;
+    use rustls::server::WebPkiClientVerifier;
+    use rustls::sign::CertifiedKey;
+    use rustls_pki_types::pem::PemObject;
+    use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
+
+    fn provider() -> Arc<CryptoProvider> {
+        Arc::new(rustls::crypto::ring::default_provider())
+    }
+
+    fn roots(ca: &Path) -> Arc<RootCertStore> {
+        let mut roots = RootCertStore::empty();
+        for cert in CertificateDer::pem_file_iter(ca).unwrap() {
+            roots.add(cert.unwrap()).unwrap();
+        }
+        Arc::new(roots)
+    }
+
+    fn cert(path: &Path) -> CertificateDer<'static> {
+        CertificateDer::from_pem_file(path).unwrap()
+    }
+
+    /// Whether a TLS client trusting `ca` accepts `server` as the server `name`.
+    pub fn server_accepts(ca: &Path, server: &Path, name: &str) -> bool {
+        let verifier = WebPkiServerVerifier::builder_with_provider(roots(ca), provider())
+            .build()
+            .unwrap();
+        let name = ServerName::try_from(name.to_owned()).unwrap();
+        verifier
+            .verify_server_cert(&cert(server), &[], &name, &[], UnixTime::now())
+            .is_ok()
+    }
+
+    /// Whether a TLS server trusting `ca` for client certificates accepts `client`.
+    pub fn client_accepts(ca: &Path, client: &Path) -> bool {
+        let verifier = WebPkiClientVerifier::builder_with_provider(roots(ca), provider())
+            .build()
+            .unwrap();
+        verifier
+            .verify_client_cert(&cert(client), &[], UnixTime::now())
+            .is_ok()
+    }
+
+    /// `key` is a PKCS#8 key and the one whose public half `cert` carries.
+    pub fn assert_key_matches(cert_path: &Path, key_path: &Path) {
+        let key = PrivateKeyDer::from_pem_file(key_path).unwrap();
+        assert!(matches!(key, PrivateKeyDer::Pkcs8(_)), "{key_path:?}");
+        let signing_key = provider().key_provider.load_private_key(key).unwrap();
+        CertifiedKey::new(vec![cert(cert_path)], signing_key)
+            .keys_match()
+            .unwrap();
+    }
+
+    /// A path of the `tls init --json` output.
+    pub fn path(value: &serde_json::Value) -> PathBuf {
+        PathBuf::from(value.as_str().unwrap())
+    }
+}
+
+fn tls_init(cli: &Cli, out: &std::path::Path, extra: &[&str]) -> Output {
+    let mut args = vec!["tls", "init", "--out", out.to_str().unwrap()];
+    args.extend(["--host", "127.0.0.1", "--host", "localhost"]);
+    args.extend(extra);
+    cli.run(&args, None)
+}
+
+fn mode(path: &std::path::Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(path).unwrap().permissions().mode() & 0o777
+}
+
+/// `openssl verify` agrees, when openssl is installed (a second, independent verifier).
+fn openssl_verifies(ca: &std::path::Path, cert: &std::path::Path) -> Option<bool> {
+    let status = Command::new("openssl")
+        .arg("verify")
+        .arg("-CAfile")
+        .arg(ca)
+        .arg(cert)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .ok()?;
+    Some(status.success())
+}
+
+#[test]
+fn tls_init_writes_a_ca_and_certificates_that_chain() {
+    use tls::path;
+    // A database in a folder that does not exist: opening it would create the folder.
+    let no_db_dir = std::env::temp_dir().join(format!(
+        "doorward-no-db-{}-{}",
+        std::process::id(),
+        rand_suffix()
+    ));
+    let cli = Cli::on(&format!("sqlite://{}", no_db_dir.join("cli.db").display()));
+    let out = cli.dir.join("certs");
+    let started = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let written = cli.json(
+        &[
+            "tls",
+            "init",
+            "--out",
+            out.to_str().unwrap(),
+            "--host",
+            "127.0.0.1",
+            "--host",
+            "localhost",
+            "--json",
+        ],
+        None,
+    );
+    assert!(!no_db_dir.exists(), "tls init opened no database");
+    let out = out.canonicalize().unwrap();
+    assert_eq!(path(&written["dir"]), out);
+    assert_eq!(mode(&out), 0o700, "a folder it creates is private");
+    assert_eq!(
+        written["server"]["hosts"],
+        serde_json::json!(["127.0.0.1", "localhost"])
+    );
+    let not_after = written["not_after"].as_i64().unwrap();
+    assert!(
+        (not_after - started - 365 * 86_400).abs() < 60,
+        "{not_after}"
+    );
+
+    let ca = path(&written["ca"]);
+    let ca_key = out.join("ca-key.pem");
+    let pair = |name: &str| (path(&written[name]["cert"]), path(&written[name]["key"]));
+    let (server, server_key) = pair("server");
+    let (auth_web, auth_web_key) = pair("auth_web");
+    for (cert, key) in [
+        (&ca, &ca_key),
+        (&server, &server_key),
+        (&auth_web, &auth_web_key),
+    ] {
+        assert_eq!(cert.parent(), Some(out.as_path()));
+        assert_eq!(mode(key), 0o600, "{key:?}");
+        tls::assert_key_matches(cert, key);
+    }
+
+    assert!(tls::server_accepts(&ca, &server, "127.0.0.1"));
+    assert!(tls::server_accepts(&ca, &server, "localhost"));
+    assert!(!tls::server_accepts(&ca, &server, "other.example"));
+    assert!(tls::client_accepts(&ca, &auth_web));
+    // No resource-server certificate: any client certificate of this CA is internal.
+    assert!(written.get("resource_server").is_none());
+    assert!(!out.join("resource-server.pem").exists());
+    // The extended key usages keep each certificate to its role.
+    assert!(!tls::client_accepts(&ca, &server));
+    assert!(!tls::server_accepts(&ca, &auth_web, "auth-web"));
+
+    let other_out = cli.dir.join("other");
+    let other = cli.json(
+        &[
+            "tls",
+            "init",
+            "--out",
+            other_out.to_str().unwrap(),
+            "--host",
+            "127.0.0.1",
+            "--json",
+        ],
+        None,
+    );
+    let other_ca = path(&other["ca"]);
+    assert!(!tls::server_accepts(&other_ca, &server, "127.0.0.1"));
+    assert!(!tls::client_accepts(&other_ca, &auth_web));
+
+    if let Some(verified) = openssl_verifies(&ca, &server) {
+        assert!(verified, "openssl verify -CAfile ca.pem server.pem");
+        assert_eq!(openssl_verifies(&other_ca, &server), Some(false));
+    }
+}
+
+#[test]
+fn tls_init_refuses_to_overwrite_without_force() {
+    let cli = Cli::new();
+    let out = cli.dir.join("certs");
+    assert!(tls_init(&cli, &out, &[]).status.success());
+    let read_all = || {
+        let mut files: Vec<_> = std::fs::read_dir(&out)
+            .unwrap()
+            .map(|entry| {
+                let path = entry.unwrap().path();
+                let contents = std::fs::read(&path).unwrap();
+                (path, contents)
+            })
+            .collect();
+        files.sort();
+        files
+    };
+    let before = read_all();
+    assert_eq!(before.len(), 6);
+
+    let refused = tls_init(&cli, &out, &[]);
+    assert!(!refused.status.success());
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert_eq!(stderr.trim_end().lines().count(), 1, "{stderr}");
+    assert!(stderr.contains("ca.pem already exists"), "{stderr}");
+    assert_eq!(read_all(), before, "a refused run changes nothing");
+
+    // --force replaces every file, and a key whose mode was loosened comes back private.
+    use std::os::unix::fs::PermissionsExt;
+    let key = out.join("server-key.pem");
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let forced = tls_init(&cli, &out, &["--force"]);
+    assert!(
+        forced.status.success(),
+        "{}",
+        String::from_utf8_lossy(&forced.stderr)
+    );
+    let after = read_all();
+    assert_eq!(after.len(), 6);
+    for ((path, old), (_, new)) in before.iter().zip(&after) {
+        assert_ne!(old, new, "{path:?} was replaced");
+    }
+    assert_eq!(mode(&key), 0o600);
+    let stdout = String::from_utf8_lossy(&forced.stdout);
+    assert!(
+        stdout.contains(&format!(
+            "DOORWARD_GRPC_TLS__CLIENT_CA_FILE={}",
+            out.canonicalize().unwrap().join("ca.pem").display()
+        )),
+        "{stdout}"
+    );
 }

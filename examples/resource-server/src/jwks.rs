@@ -16,9 +16,11 @@
 //!   periodically, so rotated keys arrive and retired ones leave.
 
 use std::collections::HashMap;
+use std::path::Path;
 use std::sync::{Arc, RwLock, Weak};
 use std::time::{Duration, Instant};
 
+use anyhow::Context;
 use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, Jwk, KeyAlgorithm, PublicKeyUse};
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde::Deserialize;
@@ -71,14 +73,38 @@ impl JwksValidator {
         jwks_url: String,
         required_scopes: Vec<String>,
     ) -> anyhow::Result<Self> {
-        let http = reqwest::Client::builder()
+        Self::with_root_ca(issuer, audience, jwks_url, required_scopes, None)
+    }
+
+    /// As [`JwksValidator::new`], and an https `jwks_url` is also trusted when its
+    /// certificate comes from the CA in `ca_file` (PEM, read now). A CA file with a
+    /// non-https URL is an error: it would suggest a protection the fetch does not have.
+    pub fn with_root_ca(
+        issuer: &str,
+        audience: &str,
+        jwks_url: String,
+        required_scopes: Vec<String>,
+        ca_file: Option<&Path>,
+    ) -> anyhow::Result<Self> {
+        let mut http = reqwest::Client::builder()
             .timeout(Duration::from_secs(5))
             .connect_timeout(Duration::from_secs(2))
             // Fetches are rare; no pooled connection outlives the runtime that opened it.
             .pool_max_idle_per_host(0)
             // A redirect could lead anywhere; the configured URL is the only source of keys.
-            .redirect(reqwest::redirect::Policy::none())
-            .build()?;
+            .redirect(reqwest::redirect::Policy::none());
+        if let Some(ca_file) = ca_file {
+            if !jwks_url.to_ascii_lowercase().starts_with("https://") {
+                anyhow::bail!(
+                    "--jwks-ca-file (RESOURCE_SERVER_JWKS_CA_FILE) is set but the JWK Set URL \
+                     {jwks_url:?} is not https"
+                );
+            }
+            for certificate in read_root_certificates(ca_file)? {
+                http = http.add_root_certificate(certificate);
+            }
+        }
+        let http = http.build()?;
         let mut validation = Validation::new(Algorithm::EdDSA);
         validation.set_issuer(&[issuer]);
         validation.set_audience(&[audience]);
@@ -228,6 +254,22 @@ impl JwksValidator {
     }
 }
 
+/// The certificates of the PEM file `ca_file`; one that holds none is an error, since every
+/// fetch would then fail with nothing at start to say why.
+fn read_root_certificates(ca_file: &Path) -> anyhow::Result<Vec<reqwest::Certificate>> {
+    let pem = std::fs::read(ca_file)
+        .with_context(|| format!("could not read --jwks-ca-file {}", ca_file.display()))?;
+    let certificates = reqwest::Certificate::from_pem_bundle(&pem)
+        .with_context(|| format!("--jwks-ca-file {} is not PEM", ca_file.display()))?;
+    if certificates.is_empty() {
+        anyhow::bail!(
+            "--jwks-ca-file {} holds no PEM certificate",
+            ca_file.display()
+        );
+    }
+    Ok(certificates)
+}
+
 /// RFC 9068 §4: `at+jwt`, or its full media type; compared without case (RFC 7515 §4.1.9).
 fn is_access_token_type(typ: &str) -> bool {
     typ.eq_ignore_ascii_case("at+jwt") || typ.eq_ignore_ascii_case("application/at+jwt")
@@ -280,6 +322,56 @@ fn parse_jwks(body: &[u8]) -> anyhow::Result<HashMap<String, DecodingKey>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::test_tls::{TestPki, keys_over_https};
+
+    fn validator_of(url: &str, ca_file: Option<&Path>) -> anyhow::Result<JwksValidator> {
+        JwksValidator::with_root_ca(
+            "https://issuer.example",
+            "https://issuer.example",
+            url.to_owned(),
+            vec![],
+            ca_file,
+        )
+    }
+
+    #[tokio::test]
+    async fn an_https_jwk_set_is_fetched_with_the_configured_ca_only() {
+        let pki = TestPki::new();
+        let url = format!(
+            "https://{}/oauth/discovery/keys",
+            keys_over_https(&pki).await
+        );
+        let trusting = validator_of(&url, Some(&pki.path("ca.pem"))).unwrap();
+        assert_eq!(trusting.refresh().await.unwrap(), 1);
+
+        // No built-in roots: without the CA file, and with another CA, the fetch fails.
+        assert!(validator_of(&url, None).unwrap().refresh().await.is_err());
+        let other = TestPki::new();
+        let distrusting = validator_of(&url, Some(&other.path("ca.pem"))).unwrap();
+        assert!(distrusting.refresh().await.is_err());
+    }
+
+    #[test]
+    fn a_jwks_ca_file_that_cannot_apply_is_refused() {
+        let pki = TestPki::new();
+        let message = |result: anyhow::Result<JwksValidator>| match result {
+            Ok(_) => panic!("accepted"),
+            Err(e) => format!("{e:#}"),
+        };
+        let plaintext = message(validator_of(
+            "http://127.0.0.1:9/oauth/discovery/keys",
+            Some(&pki.path("ca.pem")),
+        ));
+        assert!(
+            plaintext.contains("RESOURCE_SERVER_JWKS_CA_FILE"),
+            "{plaintext}"
+        );
+        let https = "https://127.0.0.1:9/oauth/discovery/keys";
+        let missing = message(validator_of(https, Some(&pki.path("nowhere.pem"))));
+        assert!(missing.contains("nowhere.pem"), "{missing}");
+        let not_a_ca = message(validator_of(https, Some(&pki.path("server.ext"))));
+        assert!(not_a_ca.contains("server.ext"), "{not_a_ca}");
+    }
 
     #[test]
     fn only_ed25519_signing_keys_are_kept() {

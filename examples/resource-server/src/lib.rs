@@ -18,8 +18,12 @@
 pub mod bearer;
 mod grpc;
 mod jwks;
+#[cfg(test)]
+mod test_tls;
+mod token_service_tls;
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -33,10 +37,15 @@ use serde::Serialize;
 pub use bearer::{BearerError, Refusal};
 pub use grpc::GrpcValidator;
 pub use jwks::JwksValidator;
+pub use token_service_tls::TokenServiceTls;
 
 /// The environment variable with this server's application secret (grpc mode). There is
 /// no flag for it: command lines show up in `ps`.
 pub const CLIENT_SECRET_VAR: &str = "RESOURCE_SERVER_CLIENT_SECRET";
+
+/// The contract's name for token-service's URL (`https://HOST:PORT` over TLS), used when
+/// neither `--token-service` nor `RESOURCE_SERVER_TOKEN_SERVICE` is given.
+pub const TOKEN_SERVICE_URL_VAR: &str = "TOKEN_SERVICE_URL";
 
 /// How tokens are validated.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -74,6 +83,11 @@ pub struct Config {
     /// `<issuer>/oauth/discovery/keys`.
     #[arg(long, env = "RESOURCE_SERVER_JWKS_URL")]
     pub jwks_url: Option<String>,
+    /// An extra root CA (PEM) for fetching the JWK Set over https from an auth-web whose
+    /// certificate comes from a private CA (jwks mode). This example has no built-in roots,
+    /// so an https JWK Set URL needs it.
+    #[arg(long, env = "RESOURCE_SERVER_JWKS_CA_FILE", value_name = "PATH")]
+    pub jwks_ca_file: Option<PathBuf>,
     /// How often the JWK Set is refreshed besides unknown `kid`s (jwks mode).
     #[arg(
         long,
@@ -81,13 +95,33 @@ pub struct Config {
         default_value_t = 300
     )]
     pub jwks_refresh_seconds: u64,
-    /// token-service's gRPC URL (grpc mode).
+    /// token-service's gRPC URL, `https://HOST:PORT` over TLS (grpc mode). Without the flag
+    /// and `RESOURCE_SERVER_TOKEN_SERVICE`, `TOKEN_SERVICE_URL` is used when set.
     #[arg(
         long,
         env = "RESOURCE_SERVER_TOKEN_SERVICE",
         default_value = "http://127.0.0.1:50051"
     )]
     pub token_service: String,
+    /// The CA (PEM) of token-service's certificate; required when the token-service URL is
+    /// https (grpc mode).
+    #[arg(long, env = "DOORWARD_TOKEN_SERVICE_TLS__CA_FILE", value_name = "PATH")]
+    pub token_service_ca_file: Option<PathBuf>,
+    /// A client certificate (PEM) to present to token-service, only where the operator
+    /// requires one; goes with `--token-service-key-file` (grpc mode).
+    #[arg(
+        long,
+        env = "DOORWARD_TOKEN_SERVICE_TLS__CERT_FILE",
+        value_name = "PATH"
+    )]
+    pub token_service_cert_file: Option<PathBuf>,
+    /// The private key (PEM) of `--token-service-cert-file` (grpc mode).
+    #[arg(
+        long,
+        env = "DOORWARD_TOKEN_SERVICE_TLS__KEY_FILE",
+        value_name = "PATH"
+    )]
+    pub token_service_key_file: Option<PathBuf>,
     /// This resource server's own application in Doorward (grpc mode).
     #[arg(long, env = "RESOURCE_SERVER_CLIENT_ID", default_value = "")]
     pub client_id: String,
@@ -119,8 +153,12 @@ impl std::fmt::Debug for Config {
             .field("issuer", &self.issuer)
             .field("audience", &self.audience)
             .field("jwks_url", &self.jwks_url)
+            .field("jwks_ca_file", &self.jwks_ca_file)
             .field("jwks_refresh_seconds", &self.jwks_refresh_seconds)
             .field("token_service", &self.token_service)
+            .field("token_service_ca_file", &self.token_service_ca_file)
+            .field("token_service_cert_file", &self.token_service_cert_file)
+            .field("token_service_key_file", &self.token_service_key_file)
             .field("client_id", &self.client_id)
             .field("client_secret", &"[redacted]")
             .field("grpc_timeout_ms", &self.grpc_timeout_ms)
@@ -139,8 +177,12 @@ impl Config {
             issuer: "http://127.0.0.1:3000".into(),
             audience: None,
             jwks_url: None,
+            jwks_ca_file: None,
             jwks_refresh_seconds: 300,
             token_service: "http://127.0.0.1:50051".into(),
+            token_service_ca_file: None,
+            token_service_cert_file: None,
+            token_service_key_file: None,
             client_id: String::new(),
             client_secret: String::new(),
             grpc_timeout_ms: 2_000,
@@ -152,6 +194,15 @@ impl Config {
     /// The issuer without a trailing slash, as Doorward writes it in `iss`.
     pub fn issuer(&self) -> &str {
         self.issuer.trim_end_matches('/')
+    }
+
+    /// The `[token_service_tls]` files, as [`GrpcValidator::with_tls`] takes them.
+    pub fn token_service_tls(&self) -> TokenServiceTls {
+        TokenServiceTls {
+            ca_file: self.token_service_ca_file.clone(),
+            cert_file: self.token_service_cert_file.clone(),
+            key_file: self.token_service_key_file.clone(),
+        }
     }
 }
 
@@ -187,8 +238,9 @@ impl Validator {
             .cloned()
             .collect::<Vec<_>>();
         match config.mode {
-            Mode::Grpc => Ok(Validator::Grpc(Box::new(GrpcValidator::new(
+            Mode::Grpc => Ok(Validator::Grpc(Box::new(GrpcValidator::with_tls(
                 &config.token_service,
+                &config.token_service_tls(),
                 &config.client_id,
                 &config.client_secret,
                 required,
@@ -201,7 +253,13 @@ impl Validator {
                     .jwks_url
                     .clone()
                     .unwrap_or_else(|| format!("{issuer}/oauth/discovery/keys"));
-                let validator = Arc::new(JwksValidator::new(issuer, audience, jwks_url, required)?);
+                let validator = Arc::new(JwksValidator::with_root_ca(
+                    issuer,
+                    audience,
+                    jwks_url,
+                    required,
+                    config.jwks_ca_file.as_deref(),
+                )?);
                 match validator.refresh().await {
                     Ok(n) => tracing::info!(keys = n, "fetched the JWK Set"),
                     Err(e) => tracing::warn!(

@@ -2,9 +2,9 @@
 //!
 //! The caller authenticates as a confidential application: metadata
 //! `authorization: Basic base64(client_id:client_secret)` (each half form-urlencoded as in
-//! HTTP Basic, RFC 6749 §2.3.1; Doorward's ids and secrets need no encoding). The internal
-//! service token (`Bearer <SERVICE_TOKEN>`) is accepted too, for Doorward's own services. A
-//! missing or wrong credential is `UNAUTHENTICATED`, never an answer; failures count in the
+//! HTTP Basic, RFC 6749 §2.3.1; Doorward's ids and secrets need no encoding). Internal
+//! callers (`grpc::caller`: the socket owner, a client certificate, the service token) need
+//! no application. A missing or wrong credential is `UNAUTHENTICATED`, never an answer; failures count in the
 //! client-authentication throttle (SEC-RL-03). A successful caller is remembered for
 //! `tokens.validation_cache_seconds`, like the tokens it validates, so the hot path reads no
 //! database.
@@ -15,12 +15,14 @@ use std::sync::Mutex;
 
 use base64::Engine;
 use doorward_proto::v1 as pb;
-use doorward_shared::secret::{constant_time_eq, sha256};
+use doorward_shared::secret::sha256;
 use tonic::metadata::MetadataMap;
 use tonic::{Request, Response, Status};
 
 use crate::clients;
 use crate::error::{GrantError, ServiceError};
+use crate::grpc::caller::Caller;
+use crate::listener::Peer;
 use crate::state::AppState;
 use crate::validation;
 
@@ -91,12 +93,16 @@ fn basic_credentials(value: &str) -> Option<(String, String)> {
     Some((decode(id)?, decode(secret)?))
 }
 
-/// Authenticates the caller of `Validate`.
+/// Authenticates the caller of `Validate`: internal, or a confidential application.
 async fn authenticate_caller(
     state: &AppState,
+    caller: Caller,
     metadata: &MetadataMap,
     remote: Option<SocketAddr>,
 ) -> Result<(), Status> {
+    if caller.is_internal() {
+        return Ok(());
+    }
     let Some(value) = metadata
         .get("authorization")
         .and_then(|v| v.to_str().ok())
@@ -104,15 +110,6 @@ async fn authenticate_caller(
     else {
         return Err(unauthenticated());
     };
-    if let (Some(presented), Some(expected)) =
-        (value.strip_prefix("Bearer "), &state.config.service_token)
-    {
-        return if constant_time_eq(presented.as_bytes(), expected.expose().as_bytes()) {
-            Ok(())
-        } else {
-            Err(unauthenticated())
-        };
-    }
     let now = state.now();
     let key = sha256(value.as_bytes());
     let fresh_for = state.config.tokens.validation_cache_seconds;
@@ -156,7 +153,17 @@ impl pb::token_validation_server::TokenValidation for TokenValidationImpl {
         &self,
         request: Request<pb::ValidateRequest>,
     ) -> Result<Response<pb::ValidateResponse>, Status> {
-        authenticate_caller(&self.state, request.metadata(), request.remote_addr()).await?;
+        let remote = request
+            .extensions()
+            .get::<Peer>()
+            .and_then(|peer| peer.remote_addr);
+        authenticate_caller(
+            &self.state,
+            Caller::of(&request),
+            request.metadata(),
+            remote,
+        )
+        .await?;
         let r = request.into_inner();
         let answer = validation::validate(&self.state, &r.token, &r.required_scopes)
             .await

@@ -22,13 +22,7 @@ impl TestPki {
         let pki = Self { dir };
         pki.ca("ca");
         pki.ca("foreign-ca");
-        pki.leaf(
-            "server",
-            "ca",
-            "127.0.0.1",
-            "serverAuth",
-            "IP:127.0.0.1,DNS:localhost",
-        );
+        pki.renew_server();
         pki.leaf("client", "ca", "auth-web", "clientAuth", "DNS:auth-web");
         pki.leaf(
             "foreign-client",
@@ -48,6 +42,17 @@ impl TestPki {
     /// `NAME-key.pem` in the folder.
     pub fn key(&self, name: &str) -> PathBuf {
         self.dir.join(format!("{name}-key.pem"))
+    }
+
+    /// Issues `server.pem` (again): for 127.0.0.1 and localhost, from `ca`.
+    pub fn renew_server(&self) {
+        self.leaf(
+            "server",
+            "ca",
+            "127.0.0.1",
+            "serverAuth",
+            "IP:127.0.0.1,DNS:localhost",
+        );
     }
 
     /// Issues `NAME.pem` (again) from the CA `issuer`: a new key and a new certificate.

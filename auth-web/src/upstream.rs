@@ -62,7 +62,9 @@ pub enum UpstreamError {
     )]
     Socket,
     /// `https://` without a host, or `[token_service_tls]` missing.
-    #[error("TOKEN_SERVICE_URL {0:?}: https needs a host and [token_service_tls] ca_file")]
+    #[error(
+        "TOKEN_SERVICE_URL {0:?}: https takes https://HOST:PORT (no path) and needs [token_service_tls] ca_file"
+    )]
     Https(String),
     /// A certificate, key or CA file that cannot be used.
     #[error("token_service_tls: {0}")]
@@ -98,17 +100,28 @@ fn link(config: &Config) -> Result<(Link, String), UpstreamError> {
         // Over the socket the URL only names the HTTP/2 authority.
         return Ok((Link::Socket(path), "http://token-service".to_owned()));
     }
-    let Some(rest) = url.strip_prefix("https://") else {
+    if !url.starts_with("https://") {
         return Ok((Link::Tcp, url.clone()));
-    };
+    }
     let https = || UpstreamError::Https(url.clone());
     let tls = config.token_service_tls.as_ref().ok_or_else(https)?;
-    let address = rest.trim_end_matches('/').to_owned();
     let parsed = url::Url::parse(url).map_err(|_| https())?;
+    // Only scheme, host and port: a path, a query or credentials would be silently dropped.
+    if !matches!(parsed.path(), "" | "/")
+        || parsed.query().is_some()
+        || !parsed.username().is_empty()
+    {
+        return Err(https());
+    }
+    let port = parsed.port_or_known_default().ok_or_else(https)?;
     let host = match parsed.host().ok_or_else(https)? {
         url::Host::Domain(name) => name.to_owned(),
         url::Host::Ipv4(ip) => ip.to_string(),
         url::Host::Ipv6(ip) => ip.to_string(),
+    };
+    let address = match parsed.host().ok_or_else(https)? {
+        url::Host::Ipv6(ip) => format!("[{ip}]:{port}"),
+        _ => format!("{host}:{port}"),
     };
     let server_name = rustls::pki_types::ServerName::try_from(host).map_err(|_| https())?;
     let client = doorward_shared::tls::client_config(
@@ -251,5 +264,15 @@ mod tests {
             UpstreamConfig::new(&config("https://127.0.0.1:50051")),
             Err(UpstreamError::Https(_))
         ));
+        let mut tls = config("https://127.0.0.1:50051/some/path");
+        tls.token_service_tls = Some(doorward_shared::config::TokenServiceTlsConfig {
+            ca_file: "/nonexistent/ca.pem".into(),
+            cert_file: None,
+            key_file: None,
+        });
+        assert!(
+            matches!(UpstreamConfig::new(&tls), Err(UpstreamError::Https(_))),
+            "a path in TOKEN_SERVICE_URL is refused, not dropped"
+        );
     }
 }

@@ -68,7 +68,7 @@ pub struct Config {
     pub housekeeping: HousekeepingConfig,
     /// TLS on token-service's gRPC port (and mTLS with a client CA).
     pub grpc_tls: Option<GrpcTlsConfig>,
-    /// TLS from auth-web (and the CLI's clients) to token-service.
+    /// TLS from auth-web to token-service.
     pub token_service_tls: Option<TokenServiceTlsConfig>,
     /// TLS on auth-web's own listener.
     pub web_tls: Option<WebTlsConfig>,

@@ -79,6 +79,12 @@ pub fn server_config(
     };
     let mut config = builder.with_cert_resolver(certified);
     config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+    if client_ca.is_some() {
+        // No resumption where a client certificate is an identity: a resumed session keeps
+        // the certificate of its first handshake, unchecked, past a rotated CA or its expiry.
+        config.session_storage = Arc::new(rustls::server::NoServerSessionStorage {});
+        config.send_tls13_tickets = 0;
+    }
     Ok(Arc::new(config))
 }
 

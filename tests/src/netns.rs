@@ -104,11 +104,18 @@ pub struct Net {
 
 impl Net {
     /// Namespaces if they can be made, otherwise loopback addresses, saying so on stderr.
+    /// Under CI (`CI` set, where `.ci/run` runs as root) namespaces that cannot be made are a
+    /// failure, unless `TEST_NO_NETNS` asks for loopback: a green CI means several hosts ran.
     pub fn namespaces_or_loopback(names: &[&str]) -> Net {
         let attempt = if std::env::var_os(NO_NETNS_VAR).is_some() {
             Err(format!("{NO_NETNS_VAR} is set"))
         } else {
-            Net::namespaces(names)
+            Net::namespaces(names).inspect_err(|reason| {
+                assert!(
+                    std::env::var_os("CI").is_none(),
+                    "network namespaces are expected under CI: {reason}"
+                );
+            })
         };
         attempt.unwrap_or_else(|reason| {
             eprintln!("skipped namespaces: {reason}; running on loopback addresses");

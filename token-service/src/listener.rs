@@ -22,6 +22,12 @@ use tonic::transport::server::{Connected, TcpIncoming};
 
 /// How long a client may take to finish its TLS handshake.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Most handshakes under way at once: beyond it a new connection is closed at once, so a
+/// flood of silent connections costs at most this many sockets for `HANDSHAKE_TIMEOUT`.
+const MAX_HANDSHAKES: usize = 512;
+/// The pause after a failed accept (out of file descriptors, say): without it the loop
+/// would spin on the same error.
+const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(100);
 
 /// One accepted connection.
 pub enum Conn {
@@ -84,8 +90,9 @@ pub fn bind_unix(path: &Path) -> io::Result<UnixSocket> {
     }
     let listener = UnixListener::bind(path)?;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
-    // The file is ours, just made: its owner is this process's user, read without libc.
-    let owner = std::fs::metadata(path)?.uid();
+    // This process's own user (`/proc/self` belongs to it), read without libc; not the
+    // file's owner, which someone able to write the folder could swap.
+    let owner = std::fs::metadata("/proc/self")?.uid();
     Ok(UnixSocket { listener, owner })
 }
 
@@ -118,14 +125,15 @@ pub fn incoming(
 }
 
 /// TLS connections of `tcp`. Each handshake runs in a task of its own, so a slow or silent
-/// client holds up no other; one that fails (plaintext, an unknown client certificate, a
-/// timeout) is closed and never reaches gRPC. The accepting task ends, and the port closes,
-/// when the server drops the stream.
+/// client holds up no other, and at most `MAX_HANDSHAKES` run at once; one that fails
+/// (plaintext, an unknown client certificate, a timeout) is closed and never reaches gRPC.
+/// The accepting task ends, and the port closes, when the server drops the stream.
 fn tls_handshakes(
     mut tcp: TcpIncoming,
     acceptor: TlsAcceptor,
 ) -> impl Stream<Item = io::Result<Conn>> + Send {
     let (ready, handshaken) = tokio::sync::mpsc::channel::<io::Result<Conn>>(64);
+    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_HANDSHAKES));
     tokio::spawn(async move {
         loop {
             let accepted = tokio::select! {
@@ -135,15 +143,23 @@ fn tls_handshakes(
             let stream = match accepted {
                 Some(Ok(stream)) => stream,
                 Some(Err(err)) => {
-                    tracing::warn!(error = %err, "could not accept a gRPC connection");
+                    tracing::debug!(error = %err, "could not accept a gRPC connection");
+                    tokio::time::sleep(ACCEPT_ERROR_PAUSE).await;
                     continue;
                 }
                 None => break,
             };
+            let Ok(slot) = slots.clone().try_acquire_owned() else {
+                tracing::debug!("too many TLS handshakes under way; a connection was closed");
+                continue;
+            };
             let (acceptor, ready) = (acceptor.clone(), ready.clone());
             tokio::spawn(async move {
                 let peer = stream.peer_addr().ok();
-                match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+                let handshake = tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream));
+                let outcome = handshake.await;
+                drop(slot);
+                match outcome {
                     Ok(Ok(tls)) => {
                         let _ = ready.send(Ok(Conn::Tls(Box::new(tls)))).await;
                     }

@@ -249,8 +249,12 @@ impl TokenServiceApp {
             state,
         };
         if let Some(path) = socket {
-            app.listen_unix(&path)
-                .with_context(|| format!("could not listen on {}", path.display()))?;
+            app.listen_unix(&path).with_context(|| {
+                format!(
+                    "could not listen on {} (token_service_socket: choose a path on a local filesystem)",
+                    path.display()
+                )
+            })?;
         }
         Ok(app)
     }

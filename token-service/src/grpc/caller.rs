@@ -84,16 +84,15 @@ impl CallerCheck {
 
     fn identify(&self, request: &Request<()>) -> Result<Caller, Status> {
         if let Some(presented) = bearer(request) {
-            // A presented service token must be right: a wrong one is never "no token".
-            let Some(expected) = &self.service_token else {
-                return Err(Status::unauthenticated(
-                    "this token-service has no SERVICE_TOKEN; the Bearer credential is refused",
-                ));
-            };
-            return if constant_time_eq(presented.as_bytes(), expected.expose().as_bytes()) {
-                Ok(Caller::Internal(InternalBy::ServiceToken))
-            } else {
-                Err(Status::unauthenticated("the service token is wrong"))
+            // A presented service token must be right: a wrong one is never "no token". One
+            // message either way, so a guesser does not learn whether a token exists.
+            return match &self.service_token {
+                Some(expected)
+                    if constant_time_eq(presented.as_bytes(), expected.expose().as_bytes()) =>
+                {
+                    Ok(Caller::Internal(InternalBy::ServiceToken))
+                }
+                _ => Err(Status::unauthenticated("the Bearer credential is refused")),
             };
         }
         let transport = request

@@ -51,6 +51,8 @@ async fn screenshot(browser: &Client, name: &str) {
 /// and greets the user by the name `/api/v4/user` returned.
 struct ClientSite {
     doorward: String,
+    /// Trusts Doorward's CA when it serves HTTPS.
+    http: reqwest::Client,
     client: TestClient,
     redirect_uri: String,
 }
@@ -88,7 +90,7 @@ async fn client_callback(
     let Some(code) = get("code") else {
         return HttpResponse::BadRequest().body(format!("no code: {:?}", get("error")));
     };
-    let http = reqwest::Client::new();
+    let http = &site.http;
     let tokens: Value = http
         .post(format!("{}/oauth/token", site.doorward))
         .basic_auth(&site.client.id, Some(&site.client.secret))
@@ -122,6 +124,19 @@ async fn client_callback(
 
 #[tokio::test]
 async fn a_real_browser_signs_in_approves_and_the_client_calls_the_api() {
+    browser_signs_in(None).await;
+}
+
+/// SEC-GB-10 in a real browser: auth-web's TLS listener serves the pages (HSTS, the
+/// `__Host-` cookie, which Chromium takes only over a secure connection), and services talk
+/// mTLS. Chromium trusts exactly the server's key (`--ignore-certificate-errors-spki-list`).
+#[tokio::test]
+async fn sec_gb_10_a_real_browser_signs_in_over_https() {
+    let pki = doorward_tests::pki::TestPki::new();
+    browser_signs_in(Some(&pki)).await;
+}
+
+async fn browser_signs_in(tls: Option<&doorward_tests::pki::TestPki>) {
     if !std::path::Path::new(CHROMEDRIVER).exists() || !std::path::Path::new(CHROMIUM).exists() {
         if std::env::var_os("CI").is_some() {
             panic!("chromium and chromedriver must be installed under CI (.ci/run installs them)");
@@ -129,7 +144,11 @@ async fn a_real_browser_signs_in_approves_and_the_client_calls_the_api() {
         eprintln!("skipped: {CHROMIUM} or {CHROMEDRIVER} is missing");
         return;
     }
-    let app = TestApp::spawn(Backend::Sqlite).await;
+    let app = match tls {
+        Some(pki) => TestApp::spawn_tls(Backend::Sqlite, pki).await,
+        None => TestApp::spawn(Backend::Sqlite).await,
+    };
+    let prefix = if tls.is_some() { "https-" } else { "" };
     app.create_user("jane", "sekret-password").await;
 
     // The client site, on a free loopback port registered as its redirect URI.
@@ -148,6 +167,7 @@ async fn a_real_browser_signs_in_approves_and_the_client_calls_the_api() {
     let registered = app.register(fields).await;
     let site = web::Data::new(ClientSite {
         doorward: app.base.clone(),
+        http: app.http.clone(),
         client: registered,
         redirect_uri,
     });
@@ -172,15 +192,26 @@ async fn a_real_browser_signs_in_approves_and_the_client_calls_the_api() {
             .spawn()
             .expect("chromedriver starts"),
     );
+    let mut args = vec![
+        "--headless=new".to_owned(),
+        "--no-sandbox".into(),
+        "--disable-gpu".into(),
+        "--disable-dev-shm-usage".into(),
+        "--disable-quic".into(),
+        "--no-first-run".into(),
+        "--disable-background-networking".into(),
+        "--disable-component-update".into(),
+        "--disable-sync".into(),
+        "--window-size=1000,900".into(),
+    ];
+    if let Some(pki) = tls {
+        let hash = pki.spki_sha256("server");
+        args.push(format!("--ignore-certificate-errors-spki-list={hash}"));
+    }
     let mut capabilities = serde_json::Map::new();
     capabilities.insert(
         "goog:chromeOptions".into(),
-        json!({
-            "binary": CHROMIUM,
-            "args": ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                     "--disable-quic", "--no-first-run", "--disable-background-networking",
-                     "--disable-component-update", "--disable-sync", "--window-size=1000,900"],
-        }),
+        json!({ "binary": CHROMIUM, "args": args }),
     );
     let mut browser = None;
     for _ in 0..50 {
@@ -212,7 +243,7 @@ async fn a_real_browser_signs_in_approves_and_the_client_calls_the_api() {
             .path()
             .starts_with("/users/sign_in")
     );
-    screenshot(&browser, "1-sign-in").await;
+    screenshot(&browser, &format!("{prefix}1-sign-in")).await;
     browser
         .find(Locator::Id("login"))
         .await
@@ -243,7 +274,7 @@ async fn a_real_browser_signs_in_approves_and_the_client_calls_the_api() {
         .unwrap();
     let consent = browser.source().await.unwrap();
     assert!(consent.contains("Example Client") && consent.contains("read_user"));
-    screenshot(&browser, "2-consent").await;
+    screenshot(&browser, &format!("{prefix}2-consent")).await;
     authorize.click().await.unwrap();
 
     let greeting = browser
@@ -255,7 +286,7 @@ async fn a_real_browser_signs_in_approves_and_the_client_calls_the_api() {
         .await
         .unwrap();
     assert_eq!(greeting, "Signed in as jane");
-    screenshot(&browser, "3-client-signed-in").await;
+    screenshot(&browser, &format!("{prefix}3-client-signed-in")).await;
 
     for (path, name) in [
         (
@@ -269,7 +300,7 @@ async fn a_real_browser_signs_in_approves_and_the_client_calls_the_api() {
         ),
     ] {
         browser.goto(&format!("{}{path}", app.base)).await.unwrap();
-        screenshot(&browser, name).await;
+        screenshot(&browser, &format!("{prefix}{name}")).await;
     }
     browser.close().await.unwrap();
 }

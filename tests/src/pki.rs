@@ -44,6 +44,19 @@ impl TestPki {
         self.dir.join(format!("{name}-key.pem"))
     }
 
+    /// base64(SHA-256(SubjectPublicKeyInfo)) of `NAME.pem`: the pin Chromium's
+    /// `--ignore-certificate-errors-spki-list` takes.
+    pub fn spki_sha256(&self, name: &str) -> String {
+        let pipeline = format!(
+            "openssl x509 -in '{}' -pubkey -noout | openssl pkey -pubin -outform der \
+             | openssl dgst -sha256 -binary | openssl base64 -A",
+            path(&self.cert(name))
+        );
+        let output = Command::new("sh").args(["-c", &pipeline]).output().unwrap();
+        assert!(output.status.success(), "{pipeline}");
+        String::from_utf8(output.stdout).unwrap().trim().to_owned()
+    }
+
     /// Issues `server.pem` (again): for 127.0.0.1 and localhost, from `ca`.
     pub fn renew_server(&self) {
         self.leaf(

@@ -123,7 +123,7 @@ pub async fn execute(
     mut finished: impl FnMut(&Results),
 ) -> anyhow::Result<Results> {
     let machine = Machine::detect();
-    let (launched, target, watched, mode, database, bin_dir) = match &plan.under {
+    let (launched, target, watched, mode, database, bin_dir, tls) = match &plan.under {
         Under::Launch(options) => {
             progress(&format!(
                 "starting Doorward from {} ({:?})",
@@ -134,6 +134,7 @@ pub async fn execute(
             let target = Target {
                 http_base: launched.http_base.clone(),
                 grpc_url: launched.grpc_url.clone(),
+                grpc_ca_file: launched.grpc_ca_file.clone(),
                 client_id: seeded.client_id,
                 client_secret: seeded.client_secret,
                 username: seeded.username,
@@ -141,7 +142,7 @@ pub async fn execute(
                 user_id: Some(seeded.user_id),
                 code_user_ids: seeded.code_user_ids,
                 redirect_uri: seeded.redirect_uri,
-                service_token: None,
+                service_token: Some(launched.service_token.clone()),
             };
             let watched = launched.watched.clone();
             let mode = match options.mode {
@@ -156,6 +157,7 @@ pub async fn execute(
                 mode.to_owned(),
                 database,
                 Some(options.bin_dir.display().to_string()),
+                options.tls,
             )
         }
         Under::External { target, watched } => (
@@ -165,6 +167,8 @@ pub async fn execute(
             "external".to_owned(),
             "unknown".to_owned(),
             None,
+            // What the harness knows of a running server: whether its gRPC port is TLS.
+            target.grpc_url.starts_with("https://"),
         ),
     };
     let clients = Clients::connect(&target, plan.grpc_channels)
@@ -193,6 +197,7 @@ pub async fn execute(
         database: database.clone(),
         http_base: target.http_base.clone(),
         grpc_url: target.grpc_url.clone(),
+        tls,
         bin_dir: bin_dir.clone(),
         grpc_channels: clients.channels.len(),
         preparation: plan.preparation.clone(),

@@ -42,6 +42,11 @@ struct RunArgs {
     /// How the harness starts Doorward.
     #[arg(long, value_enum, default_value = "all-in-one")]
     mode: Mode,
+    /// With --mode split: auth-web reaches token-service over mutual TLS (certificates
+    /// from `token-service tls init` in the scratch folder), and the harness's gRPC clients
+    /// over TLS. Refused with all-in-one, whose services talk over a Unix socket.
+    #[arg(long, conflicts_with = "target")]
+    tls: bool,
     /// Folder with the binaries to start (default: the workspace's target/release).
     #[arg(long)]
     bin_dir: Option<PathBuf>,
@@ -98,6 +103,9 @@ struct ExternalArgs {
     /// token-service's gRPC URL (required with --target).
     #[arg(long, requires = "target")]
     grpc: Option<String>,
+    /// The CA of token-service's certificate (PEM), when --grpc is https://.
+    #[arg(long, requires = "grpc")]
+    grpc_ca: Option<PathBuf>,
     /// A confidential application's client_id, allowed the grants of the scenarios.
     #[arg(long, requires = "target", env = "BENCH_CLIENT_ID")]
     client_id: Option<String>,
@@ -191,6 +199,7 @@ fn plan(args: RunArgs) -> anyhow::Result<(Plan, PathBuf)> {
                 target: Target {
                     http_base: http_base.trim_end_matches('/').to_owned(),
                     grpc_url: need(e.grpc, "grpc")?,
+                    grpc_ca_file: e.grpc_ca,
                     client_id: need(e.client_id, "client-id")?,
                     client_secret: need(e.client_secret, "client-secret")?,
                     username: e.username.unwrap_or_default(),
@@ -203,8 +212,14 @@ fn plan(args: RunArgs) -> anyhow::Result<(Plan, PathBuf)> {
                 watched: e.pids,
             }
         }
+        None if args.tls && args.mode != Mode::Split => {
+            bail!(
+                "--tls needs --mode split: the all-in-one's services talk over a Unix socket, with no link to put TLS on"
+            )
+        }
         None => Under::Launch(LaunchOptions {
             mode: args.mode,
+            tls: args.tls,
             bin_dir: args.bin_dir.unwrap_or_else(|| target_dir().join("release")),
             database_url: args.database_url,
             keep_scratch: args.keep_scratch,
@@ -322,7 +337,7 @@ async fn run(args: RunArgs) -> anyhow::Result<bool> {
         results.machine.cpu_model,
         results.machine.cores,
         results.machine.date,
-        results.setup.mode,
+        results.setup.mode_label(),
         results.setup.database
     );
     print!("{}", results.table());

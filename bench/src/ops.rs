@@ -2,18 +2,24 @@
 //! (reqwest) to auth-web, and gRPC (the generated client of `doorward-proto`) to
 //! token-service. Every operation checks the answer, so a fast wrong answer is an error.
 
+use anyhow::Context;
 use base64::Engine;
 use doorward_proto::v1 as pb;
 use serde::Deserialize;
-use tonic::transport::Channel;
+use tonic::transport::{Certificate, Channel, ClientTlsConfig};
 
 /// The server under test and the credentials that the scenarios use.
 #[derive(Debug, Clone)]
 pub struct Target {
     /// `http://HOST:PORT` of auth-web.
     pub http_base: String,
-    /// `http://HOST:PORT` of token-service.
+    /// `http://HOST:PORT` of token-service, or `https://HOST:PORT` when its gRPC port
+    /// speaks TLS (then `grpc_ca_file` is needed).
     pub grpc_url: String,
+    /// The CA of token-service's certificate (PEM), for an `https://` `grpc_url`. The
+    /// harness presents no client certificate: it calls `TokenValidation` as a resource
+    /// server would, and identifies itself for internal RPCs with `service_token`.
+    pub grpc_ca_file: Option<std::path::PathBuf>,
     /// A confidential application allowed the grants of the scenarios.
     pub client_id: String,
     /// Its secret.
@@ -32,8 +38,27 @@ pub struct Target {
     pub code_user_ids: Vec<i64>,
     /// A redirect URI registered for the application.
     pub redirect_uri: String,
-    /// token-service's `SERVICE_TOKEN`, when it requires one for internal RPCs.
+    /// token-service's `SERVICE_TOKEN`, sent as `authorization: Bearer ...` on internal
+    /// RPCs (`GetStats`, `IssueCode`), never on `TokenValidation`.
     pub service_token: Option<String>,
+}
+
+/// The TLS settings of the harness's gRPC channels: `None` for `http://`.
+fn grpc_tls(target: &Target) -> anyhow::Result<Option<ClientTlsConfig>> {
+    if !target.grpc_url.starts_with("https://") {
+        return Ok(None);
+    }
+    let ca_file = target.grpc_ca_file.as_ref().with_context(|| {
+        format!(
+            "{} is https: the CA of token-service's certificate is needed (--grpc-ca)",
+            target.grpc_url
+        )
+    })?;
+    let pem = std::fs::read(ca_file)
+        .with_context(|| format!("could not read the CA {}", ca_file.display()))?;
+    Ok(Some(
+        ClientTlsConfig::new().ca_certificate(Certificate::from_pem(pem)),
+    ))
 }
 
 /// Why a request did not count as a success; grouped by this text in the results.
@@ -119,14 +144,16 @@ impl Clients {
             // Requests themselves are bounded by the runner (`--request-timeout`).
             .connect_timeout(CONNECT_TIMEOUT)
             .build()?;
+        let tls = grpc_tls(target)?;
         let mut list = Vec::with_capacity(channels.max(1));
         for _ in 0..channels.max(1) {
-            let channel = Channel::from_shared(target.grpc_url.clone())?
+            let mut endpoint = Channel::from_shared(target.grpc_url.clone())?
                 .tcp_nodelay(true)
-                .connect_timeout(CONNECT_TIMEOUT)
-                .connect()
-                .await?;
-            list.push(channel);
+                .connect_timeout(CONNECT_TIMEOUT);
+            if let Some(tls) = &tls {
+                endpoint = endpoint.tls_config(tls.clone())?;
+            }
+            list.push(endpoint.connect().await?);
         }
         let basic = base64::engine::general_purpose::STANDARD
             .encode(format!("{}:{}", target.client_id, target.client_secret));

@@ -26,6 +26,10 @@ pub struct Setup {
     pub http_base: String,
     /// token-service's URL.
     pub grpc_url: String,
+    /// token-service's gRPC port speaks TLS: with `--tls`, auth-web reaches it over
+    /// mutual TLS and the harness's gRPC clients over TLS; for `--target`, whether
+    /// `--grpc` is `https://`.
+    pub tls: bool,
     /// The binaries that were started, if any.
     pub bin_dir: Option<String>,
     /// gRPC channels the workers share.
@@ -38,6 +42,17 @@ pub struct Setup {
     /// The harness runs on the same cores as the server: its own CPU seconds over all runs
     /// (preparation included), so that readers can judge how much it took from the server.
     pub harness_cpu_seconds: Option<f64>,
+}
+
+impl Setup {
+    /// The mode as the table and the chart name it: `split`, or `split, TLS`.
+    pub fn mode_label(&self) -> String {
+        if self.tls {
+            format!("{}, TLS", self.mode)
+        } else {
+            self.mode.clone()
+        }
+    }
 }
 
 /// The floor as the results carry it.
@@ -251,7 +266,7 @@ impl Results {
             escape(&m.cpu_model),
             m.cores,
             escape(&m.date),
-            escape(&self.setup.mode),
+            escape(&self.setup.mode_label()),
             escape(&self.setup.database)
         );
         let _ = writeln!(
@@ -460,6 +475,7 @@ mod tests {
                 database: "sqlite".into(),
                 http_base: "http://127.0.0.1:1".into(),
                 grpc_url: "http://127.0.0.1:2".into(),
+                tls: false,
                 bin_dir: Some("target/release".into()),
                 grpc_channels: 1,
                 preparation: Preparation {
@@ -495,7 +511,14 @@ mod tests {
         for key in ["cpu_model", "cores", "kernel", "date", "commit"] {
             assert!(value["machine"].get(key).is_some(), "machine.{key}");
         }
-        for key in ["mode", "database", "http_base", "grpc_url", "preparation"] {
+        for key in [
+            "mode",
+            "database",
+            "http_base",
+            "grpc_url",
+            "tls",
+            "preparation",
+        ] {
             assert!(value["setup"].get(key).is_some(), "setup.{key}");
         }
         let first = &value["runs"][0];

@@ -1,6 +1,11 @@
 //! Starting Doorward for a benchmark: the all-in-one `doorward` binary, or `token-service`
 //! and `auth-web` as two processes, on free loopback ports, against a scratch folder
 //! (SQLite) or a PostgreSQL URL; and seeding it through the operator CLI of the same build.
+//!
+//! token-service answers internal RPCs only to identified callers, so the services always
+//! get a random `SERVICE_TOKEN`, which the harness sends too (`Target::service_token`).
+//! With `--tls` (split only), auth-web reaches token-service over mutual TLS, with
+//! certificates from `token-service tls init`.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -39,6 +44,9 @@ pub struct LaunchOptions {
     /// Configuration for the services, as `DOORWARD_*` variables, on top of (and
     /// overriding) [`BENCH_SERVER_ENV`].
     pub server_env: Vec<(String, String)>,
+    /// Split only: token-service's gRPC port speaks TLS, auth-web presents a client
+    /// certificate (mutual TLS), and the harness's gRPC clients trust the scratch CA.
+    pub tls: bool,
 }
 
 /// The configuration the harness gives the services it starts, beyond addresses and the
@@ -80,8 +88,13 @@ pub struct ScratchPg {
 pub struct Launched {
     /// `http://127.0.0.1:PORT` of auth-web.
     pub http_base: String,
-    /// `http://127.0.0.1:PORT` of token-service.
+    /// `http://127.0.0.1:PORT` of token-service (`https://` with TLS).
     pub grpc_url: String,
+    /// The CA of token-service's certificate (PEM), when its gRPC port speaks TLS.
+    pub grpc_ca_file: Option<PathBuf>,
+    /// The `SERVICE_TOKEN` the services were given: internal RPCs (GetStats, IssueCode)
+    /// send it.
+    pub service_token: String,
     /// The processes, for CPU and memory readings.
     pub watched: Vec<Watched>,
     /// The scratch folder (database, logs).
@@ -90,11 +103,15 @@ pub struct Launched {
     pub database: String,
     /// The scratch PostgreSQL database, when running on PostgreSQL.
     pub pg: Option<ScratchPg>,
-    /// The configuration given to the services beyond addresses and the database.
+    /// The configuration given to the services beyond addresses and the database, for
+    /// the results: secrets appear as `[set]`, never with their value.
     pub server_env: Vec<(String, String)>,
     children: Vec<Child>,
     cli_bin: PathBuf,
+    /// Environment of every process (services and CLI).
     env: Vec<(String, String)>,
+    /// Environment of one service only, on top of `env` (the TLS settings).
+    process_env: Vec<(&'static str, Vec<(String, String)>)>,
     keep_scratch: bool,
 }
 
@@ -131,6 +148,39 @@ fn random_suffix() -> String {
     format!("{:08x}", rand::random::<u32>())
 }
 
+/// A `SERVICE_TOKEN` for one benchmark: 32 hex characters (128 random bits).
+fn random_service_token() -> String {
+    format!("{:032x}", rand::random::<u128>())
+}
+
+/// The files `tls init` wrote, as its `--json` output names them.
+struct TlsFiles {
+    ca: String,
+    server_cert: String,
+    server_key: String,
+    auth_web_cert: String,
+    auth_web_key: String,
+}
+
+impl TlsFiles {
+    fn from_json(value: &serde_json::Value) -> anyhow::Result<Self> {
+        let path = |pointer: &str| {
+            value
+                .pointer(pointer)
+                .and_then(serde_json::Value::as_str)
+                .map(str::to_owned)
+                .with_context(|| format!("`tls init --json` printed no {pointer}"))
+        };
+        Ok(Self {
+            ca: path("/ca")?,
+            server_cert: path("/server/cert")?,
+            server_key: path("/server/key")?,
+            auth_web_cert: path("/auth_web/cert")?,
+            auth_web_key: path("/auth_web/key")?,
+        })
+    }
+}
+
 /// Hides the password of a database URL for the results.
 pub fn redact_url(url: &str) -> String {
     match (url.find("://"), url.rfind('@')) {
@@ -150,6 +200,13 @@ impl Launched {
     /// (which creates and migrates it), then starts the services and waits until auth-web
     /// answers.
     pub async fn start(options: &LaunchOptions) -> anyhow::Result<(Self, Seeded)> {
+        if options.tls && options.mode != Mode::Split {
+            // The all-in-one's auth-web reaches token-service over a Unix socket: there
+            // is no link between the services to put TLS on.
+            bail!(
+                "--tls needs --mode split: the all-in-one's services talk over a Unix socket, with no link to put TLS on"
+            );
+        }
         let (cli_name, names): (&str, &[&str]) = match options.mode {
             Mode::AllInOne => ("doorward", &["doorward"]),
             Mode::Split => ("token-service", &["token-service", "auth-web"]),
@@ -206,22 +263,36 @@ impl Launched {
             ),
         ];
         env.extend(server_env.iter().cloned());
+        // token-service has no open mode: without a way to identify internal callers the
+        // split token-service does not start, and the all-in-one answers only
+        // TokenValidation and health on TCP. The harness is an internal caller (GetStats,
+        // IssueCode), so it holds the token too.
+        let service_token = random_service_token();
+        env.push(("SERVICE_TOKEN".to_owned(), service_token.clone()));
+        let mut recorded_env = server_env;
+        recorded_env.push(("SERVICE_TOKEN".to_owned(), "[set]".to_owned()));
         if let Some(filter) = &options.rust_log {
             env.push(("RUST_LOG".to_owned(), filter.clone()));
         }
         let mut launched = Self {
             http_base: format!("http://127.0.0.1:{http_port}"),
             grpc_url: format!("http://127.0.0.1:{grpc_port}"),
+            grpc_ca_file: None,
+            service_token,
             watched: Vec::new(),
             scratch,
             database,
             pg,
-            server_env,
+            server_env: recorded_env,
             children: Vec::new(),
             cli_bin: options.bin_dir.join(cli_name),
             env,
+            process_env: Vec::new(),
             keep_scratch: options.keep_scratch,
         };
+        if options.tls {
+            launched.configure_tls(grpc_port)?;
+        }
         let seeded = seed(&launched, options.code_users)?;
         for name in names {
             launched.spawn(&options.bin_dir, name)?;
@@ -230,10 +301,64 @@ impl Launched {
         Ok((launched, seeded))
     }
 
+    /// Writes a CA and certificates into the scratch folder (`tls init`, which opens no
+    /// database) and sets each service up for mutual TLS between them: token-service
+    /// serves gRPC over TLS and takes certificates of that CA as internal callers;
+    /// auth-web connects over https with its client certificate. auth-web's own
+    /// listener stays HTTP: the load goes to it in plaintext, as before.
+    fn configure_tls(&mut self, grpc_port: u16) -> anyhow::Result<()> {
+        let dir = self.scratch.join("tls");
+        let dir = dir
+            .to_str()
+            .context("the scratch folder's path is not UTF-8")?;
+        let written = self.cli(&["tls", "init", "--out", dir, "--host", "127.0.0.1"], None)?;
+        let files = TlsFiles::from_json(&written)?;
+        let url = format!("https://127.0.0.1:{grpc_port}");
+        let set = |pairs: &[(&str, &str)]| -> Vec<(String, String)> {
+            pairs
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect()
+        };
+        self.process_env = vec![
+            (
+                "token-service",
+                set(&[
+                    ("DOORWARD_GRPC_TLS__CERT_FILE", &files.server_cert),
+                    ("DOORWARD_GRPC_TLS__KEY_FILE", &files.server_key),
+                    ("DOORWARD_GRPC_TLS__CLIENT_CA_FILE", &files.ca),
+                ]),
+            ),
+            (
+                "auth-web",
+                // Replaces the `http://` TOKEN_SERVICE_URL of the common environment
+                // (`Command::env` updates a variable already set).
+                set(&[
+                    ("TOKEN_SERVICE_URL", &url),
+                    ("DOORWARD_TOKEN_SERVICE_TLS__CA_FILE", &files.ca),
+                    (
+                        "DOORWARD_TOKEN_SERVICE_TLS__CERT_FILE",
+                        &files.auth_web_cert,
+                    ),
+                    ("DOORWARD_TOKEN_SERVICE_TLS__KEY_FILE", &files.auth_web_key),
+                ]),
+            ),
+        ];
+        self.grpc_url = url;
+        self.grpc_ca_file = Some(PathBuf::from(files.ca));
+        Ok(())
+    }
+
     fn spawn(&mut self, bin_dir: &Path, name: &str) -> anyhow::Result<()> {
         let log = std::fs::File::create(self.scratch.join(format!("{name}.log")))?;
+        let own_env = self
+            .process_env
+            .iter()
+            .filter(|(process, _)| *process == name)
+            .flat_map(|(_, env)| env);
         let child = Command::new(bin_dir.join(name))
             .envs(self.env.iter().map(|(k, v)| (k, v)))
+            .envs(own_env.map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log)
@@ -436,6 +561,37 @@ mod tests {
                 .count(),
             1
         );
+    }
+
+    #[tokio::test]
+    async fn tls_is_refused_for_the_all_in_one() {
+        let options = LaunchOptions {
+            mode: Mode::AllInOne,
+            bin_dir: PathBuf::from("/nonexistent"),
+            database_url: None,
+            keep_scratch: false,
+            rust_log: None,
+            code_users: 0,
+            server_env: Vec::new(),
+            tls: true,
+        };
+        let refused = Launched::start(&options)
+            .await
+            .err()
+            .expect("refused before anything starts");
+        assert!(
+            refused.to_string().contains("--tls needs --mode split"),
+            "{refused}"
+        );
+    }
+
+    #[test]
+    fn service_tokens_are_long_enough_and_random() {
+        let (a, b) = (random_service_token(), random_service_token());
+        // token-service refuses a SERVICE_TOKEN under 16 characters.
+        assert_eq!(a.len(), 32);
+        assert!(a.chars().all(|c| c.is_ascii_hexdigit()));
+        assert_ne!(a, b);
     }
 
     #[test]

@@ -2,9 +2,10 @@
 //! folder: seeding through the operator CLI, each kind of request, and one tiny run.
 //! No speed is asserted here (benchmarks are not tests); only that the harness works.
 //!
-//! Needs a built `doorward` binary: `target/debug/doorward` (built by `cargo test
-//! --workspace` or `cargo build`), else `target/release/doorward`. Without one the test
-//! says so and does nothing, except under CI, where it fails.
+//! Needs built binaries: `target/debug/doorward` (and `token-service` and `auth-web` for
+//! the split test), built by `cargo test --workspace` or `cargo build`, else those in
+//! `target/release`. Without them a test says so and does nothing, except under CI, where
+//! it fails.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -16,23 +17,47 @@ use doorward_bench::ops::{self, Clients, Target};
 use doorward_bench::runner::{self, Pools, Preparation, Scenario};
 use doorward_bench::server::{LaunchOptions, Launched, Mode};
 
-fn bin_dir() -> Option<PathBuf> {
+/// The first of target/debug and target/release holding every one of `binaries`; `None`
+/// (the test is skipped, or fails under CI) when neither does.
+fn bin_dir(binaries: &[&str]) -> Option<PathBuf> {
     let target = doorward_bench::target_dir();
-    ["debug", "release"]
+    let found = ["debug", "release"]
         .into_iter()
         .map(|profile| target.join(profile))
-        .find(|dir| dir.join("doorward").is_file())
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn seeds_a_started_doorward_and_measures_a_short_run() {
-    let Some(bin_dir) = bin_dir() else {
-        let message =
-            "no doorward binary in target/debug or target/release: run `cargo build` first";
+        .find(|dir| binaries.iter().all(|name| dir.join(name).is_file()));
+    if found.is_none() {
+        let message = format!(
+            "no {} in target/debug or target/release: run `cargo build --workspace` first",
+            binaries.join(", ")
+        );
         if std::env::var_os("CI").is_some() {
             panic!("{message}");
         }
         eprintln!("skipped: {message}");
+    }
+    found
+}
+
+/// The target the harness builds from what it started and seeded.
+fn target_of(launched: &Launched, seeded: &doorward_bench::server::Seeded) -> Target {
+    Target {
+        http_base: launched.http_base.clone(),
+        grpc_url: launched.grpc_url.clone(),
+        grpc_ca_file: launched.grpc_ca_file.clone(),
+        client_id: seeded.client_id.clone(),
+        client_secret: seeded.client_secret.clone(),
+        username: seeded.username.clone(),
+        password: seeded.password.clone(),
+        user_id: Some(seeded.user_id),
+        code_user_ids: seeded.code_user_ids.clone(),
+        redirect_uri: seeded.redirect_uri.clone(),
+        service_token: Some(launched.service_token.clone()),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn seeds_a_started_doorward_and_measures_a_short_run() {
+    let Some(bin_dir) = bin_dir(&["doorward"]) else {
         return;
     };
     let options = LaunchOptions {
@@ -43,6 +68,7 @@ async fn seeds_a_started_doorward_and_measures_a_short_run() {
         rust_log: Some("warn".into()),
         server_env: Vec::new(),
         code_users: 1,
+        tls: false,
     };
     let (launched, seeded) = Launched::start(&options).await.expect("Doorward starts");
     let scratch = launched.scratch.clone();
@@ -70,18 +96,20 @@ async fn seeds_a_started_doorward_and_measures_a_short_run() {
     );
     assert!(seeded.client_secret.starts_with("dwcs-"));
 
-    let target = Target {
-        http_base: launched.http_base.clone(),
-        grpc_url: launched.grpc_url.clone(),
-        client_id: seeded.client_id.clone(),
-        client_secret: seeded.client_secret.clone(),
-        username: seeded.username.clone(),
-        password: seeded.password.clone(),
-        user_id: Some(seeded.user_id),
-        code_user_ids: seeded.code_user_ids.clone(),
-        redirect_uri: seeded.redirect_uri.clone(),
-        service_token: None,
-    };
+    // The services hold a SERVICE_TOKEN (the harness's internal calls need one); the
+    // results say it was set, never what it is.
+    assert!(
+        launched
+            .server_env
+            .contains(&("SERVICE_TOKEN".to_owned(), "[set]".to_owned()))
+    );
+    assert!(
+        !launched
+            .server_env
+            .iter()
+            .any(|(_, v)| v.contains(&launched.service_token))
+    );
+    let target = target_of(&launched, &seeded);
     let clients = Clients::connect(&target, 1).await.expect("gRPC connects");
 
     // Every request kind the scenarios send works on the seeded data.
@@ -184,4 +212,74 @@ async fn seeds_a_started_doorward_and_measures_a_short_run() {
 
     drop(launched);
     assert!(!scratch.exists(), "the scratch folder is removed");
+}
+
+/// `--mode split --tls`: auth-web reaches token-service over mutual TLS, and the harness's
+/// gRPC clients over TLS with the scratch CA: a token grant (through auth-web), a
+/// validation as a resource server (Basic, no client certificate), and the internal calls
+/// (service token) all work.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn split_with_tls_serves_every_kind_of_call() {
+    let Some(bin_dir) = bin_dir(&["token-service", "auth-web"]) else {
+        return;
+    };
+    let options = LaunchOptions {
+        mode: Mode::Split,
+        bin_dir,
+        database_url: None,
+        keep_scratch: false,
+        rust_log: Some("warn".into()),
+        server_env: Vec::new(),
+        code_users: 0,
+        tls: true,
+    };
+    let (launched, seeded) = Launched::start(&options).await.expect("Doorward starts");
+    assert_eq!(launched.watched.len(), 2);
+    assert!(launched.grpc_url.starts_with("https://127.0.0.1:"));
+    let ca = launched.grpc_ca_file.clone().expect("a CA");
+    assert!(ca.is_file());
+    let target = target_of(&launched, &seeded);
+
+    // Without the CA, the harness says what is missing instead of failing to connect.
+    let without_ca = Target {
+        grpc_ca_file: None,
+        ..target.clone()
+    };
+    let refused = Clients::connect(&without_ca, 1)
+        .await
+        .err()
+        .expect("an https URL needs a CA");
+    assert!(refused.to_string().contains("CA"), "{refused}");
+
+    let clients = Clients::connect(&target, 1).await.expect("gRPC over TLS");
+    // auth-web asks token-service for the token over mTLS.
+    let cc = ops::client_credentials(&clients, &target)
+        .await
+        .expect("client_credentials through auth-web");
+    ops::grpc_validate(&clients, clients.channel(0), &cc.access_token)
+        .await
+        .expect("validation as a resource server, without a client certificate");
+    assert!(
+        ops::service_statements(clients.channel(0), &target)
+            .await
+            .is_some(),
+        "GetStats with the service token"
+    );
+    let code = ops::issue_code(clients.channel(0), &target, seeded.user_id)
+        .await
+        .expect("IssueCode with the service token");
+    ops::exchange_code(&clients, &target, &code)
+        .await
+        .expect("code exchange through auth-web");
+    // Without the service token, the harness is no internal caller.
+    let outsider = Target {
+        service_token: None,
+        ..target.clone()
+    };
+    assert!(
+        ops::service_statements(clients.channel(0), &outsider)
+            .await
+            .is_none(),
+        "GetStats is internal"
+    );
 }

@@ -1,5 +1,5 @@
 //! `doorward`: the all-in-one launcher. With no sub-command it runs token-service and
-//! auth-web in one process on the embedded SQLite database (DESIGN.md "Contracts"); with
+//! auth-web in one process on the embedded SQLite database (ARCHITECTURE.md, "Contracts"); with
 //! one it runs the operator CLI.
 
 /// mimalloc instead of glibc's malloc: the token path allocates many small, short-lived

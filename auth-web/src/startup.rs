@@ -7,16 +7,16 @@ use std::time::Duration;
 
 use actix_web::dev::{Server, ServerHandle};
 use actix_web::middleware::{DefaultHeaders, Logger};
-use actix_web::{App, HttpRequest, HttpServer, web};
+use actix_web::{App, HttpServer, web};
 use anyhow::Context;
-use doorward_proto::v1 as pb;
 use doorward_shared::config::Config;
 
 use crate::client_ip::TrustedProxies;
 use crate::error::OAuthError;
 use crate::routes;
 use crate::session;
-use crate::upstream::{Upstream, UpstreamConfig};
+use crate::state::WebState;
+use crate::upstream::UpstreamConfig;
 use doorward_shared::SystemClock;
 use doorward_shared::clock::SharedClock;
 
@@ -37,43 +37,6 @@ fn web_tls(config: &Config) -> anyhow::Result<Option<rustls::ServerConfig>> {
     )
     .context("web_tls")?;
     Ok(Some(server.as_ref().clone()))
-}
-
-/// What every handler shares.
-pub struct WebState {
-    /// gRPC clients of token-service.
-    pub upstream: Upstream,
-    /// Configuration.
-    pub config: Arc<Config>,
-    proxies: TrustedProxies,
-    clock: SharedClock,
-}
-
-impl WebState {
-    /// The facts about `req` that token-service's rules need.
-    pub fn request_context(&self, req: &HttpRequest) -> pb::RequestContext {
-        pb::RequestContext {
-            client_ip: self.proxies.client_ip(req),
-            user_agent: req
-                .headers()
-                .get(actix_web::http::header::USER_AGENT)
-                .and_then(|v| v.to_str().ok())
-                .unwrap_or("")
-                .chars()
-                .take(256)
-                .collect(),
-        }
-    }
-
-    /// Seconds since the epoch, from the injectable clock (session lifetimes).
-    pub fn now(&self) -> i64 {
-        self.clock.now()
-    }
-
-    /// The public base URL, without a trailing slash.
-    pub fn public_url(&self) -> &str {
-        self.config.issuer()
-    }
 }
 
 /// auth-web, bound and ready to run.
@@ -125,12 +88,12 @@ impl AuthWebApp {
         let session_config = config.clone();
         let server = HttpServer::new(move || {
             // Built on each worker's thread: see `UpstreamConfig::connect`.
-            let state = web::Data::new(WebState {
-                upstream: upstream.connect(),
-                proxies: proxies.clone(),
-                config: config.clone(),
-                clock: clock.clone(),
-            });
+            let state = web::Data::new(WebState::new(
+                upstream.connect(),
+                config.clone(),
+                proxies.clone(),
+                clock.clone(),
+            ));
             let mut headers = DefaultHeaders::new()
                 .add(("X-Content-Type-Options", "nosniff"))
                 .add(("X-Frame-Options", "DENY"))

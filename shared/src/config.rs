@@ -15,7 +15,8 @@ use serde::Deserialize;
 
 use crate::secret::Secret;
 
-/// The environment variables of DESIGN.md's contract, mapped to top-level keys.
+/// The environment variables of Doorward's contract (ARCHITECTURE.md, "Contracts"; the table
+/// in docs/configuration.md), mapped to top-level keys.
 const CONTRACT_VARIABLES: &[&str] = &[
     "DATABASE_URL",
     "TOKEN_SERVICE_ADDR",
@@ -128,7 +129,8 @@ pub struct WebTlsConfig {
 pub struct TokenConfig {
     /// Access token lifetime (GitLab: 7200).
     pub access_token_ttl_seconds: i64,
-    /// How long after its rotation a refresh token may be retried (DESIGN.md: 30 s).
+    /// How long after its rotation a refresh token may be retried (30 s by default, at most
+    /// 60: SEC-RT-03 in docs/security-model.md).
     pub refresh_grace_seconds: i64,
     /// A refresh token unused for this long no longer works (SEC-RT-06).
     pub refresh_idle_ttl_seconds: i64,

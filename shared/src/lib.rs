@@ -7,6 +7,7 @@
 pub mod args;
 pub mod clock;
 pub mod config;
+pub mod grant_type;
 pub mod oauth_error;
 pub mod scope;
 pub mod secret;
@@ -15,6 +16,7 @@ pub mod telemetry;
 pub mod tls;
 
 pub use clock::{Clock, ManualClock, SystemClock};
+pub use grant_type::GrantType;
 pub use oauth_error::ErrorCode;
 pub use scope::{Scope, ScopeError, ScopeSet};
 pub use secret::Secret;

@@ -3,7 +3,7 @@
 
 use std::fmt;
 
-/// The scopes this server knows, GitLab's list (`gitlab-provider-behaviour.md` §4.1).
+/// The scopes this server knows: GitLab's names, so that GitLab's clients work unchanged.
 pub const KNOWN_SCOPES: &[&str] = &[
     "api",
     "read_api",

@@ -60,7 +60,7 @@ pub fn random_bytes<const N: usize>() -> [u8; N] {
 }
 
 /// 32 random bytes as URL-safe base64 without padding: refresh tokens, codes, device codes
-/// (256 bits of entropy, DESIGN.md "Tokens and secrets").
+/// (256 bits of entropy: docs/security-model.md, "Ground rules").
 pub fn random_token() -> Secret {
     Secret(URL_SAFE_NO_PAD.encode(random_bytes::<32>()))
 }

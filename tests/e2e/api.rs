@@ -1,6 +1,6 @@
 //! `GET /api/v4/user` as a resource server: both token placements (RFC 6750 §2.1, §2.3) and
-//! GitLab's 401/403 bodies for every kind of bad token (`gitlab-provider-behaviour.md`
-//! §1.12).
+//! GitLab's 401/403 bodies for every kind of bad token (see `routes/api_user.rs` in
+//! auth-web).
 
 use doorward_tests::{Backend, TestApp, both_backends};
 use serde_json::{Value, json};

@@ -1,6 +1,6 @@
-//! Attacks on the access-token JWT (checklist section "JWT"): algorithm confusion, `kid`
-//! games, embedded and remote keys, id_tokens passed off as access tokens, claims that only
-//! the signature vouches for, and what the JWK Set publishes.
+//! Attacks on the access-token JWT (SEC-JW-* in docs/security-model.md): algorithm
+//! confusion, `kid` games, embedded and remote keys, id_tokens passed off as access
+//! tokens, claims that only the signature vouches for, and what the JWK Set publishes.
 //!
 //! Every endpoint looks the `jti` up after checking the signature, so a forged token with a
 //! made-up `jti` would fail for that reason alone. The forgeries here reuse the claims of a

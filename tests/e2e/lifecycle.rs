@@ -1,5 +1,5 @@
 //! Token revocation (RFC 7009), introspection (RFC 7662) and `/oauth/token/info`, with the
-//! caller rules of checklist section 9.
+//! caller rules SEC-IR-01 to 06 of docs/security-model.md.
 
 use doorward_tests::{Backend, TestApp, TestClient, both_backends};
 use serde_json::{Value, json};

@@ -1,6 +1,6 @@
 //! End-to-end tests: both services on free ports, real gRPC between them, real HTTP clients.
 //! Every test runs on SQLite, and on PostgreSQL when `TEST_POSTGRES_URL` is set.
-//! Tests named `sec_*` carry the ID of the security-checklist item they check.
+//! Tests named `sec_*` carry the ID of the rule they check (docs/security-model.md).
 
 #![allow(clippy::unwrap_used)]
 

@@ -1,6 +1,6 @@
-//! Refresh-token rotation (DESIGN.md "Protocol rules"; checklist section 3): rotation, reuse
-//! detection revoking the family, the grace window, atomic rotation under concurrency,
-//! client and scope binding, idle and absolute expiry.
+//! Refresh-token rotation (SEC-RT-* in docs/security-model.md; docs/tokens-and-security.md,
+//! "Refresh tokens"): rotation, reuse detection revoking the family, the grace window,
+//! atomic rotation under concurrency, client and scope binding, idle and absolute expiry.
 
 use doorward_tests::{Backend, TestApp, TestClient, both_backends};
 use serde_json::Value;

@@ -1,6 +1,7 @@
 //! Applications (OAuth clients): registration with validated fields, secrets shown once and
 //! stored as SHA-256, rotation with an optional grace period.
 
+use doorward_shared::GrantType;
 use doorward_shared::ScopeSet;
 use doorward_shared::Secret;
 use doorward_shared::secret::random_bytes;
@@ -30,24 +31,13 @@ pub struct ApplicationFields {
     pub owner_id: Option<i64>,
 }
 
-/// Every grant type, by the short name applications are registered with (RFC 8628's URN is
-/// `device_code` here, as in GitLab's discovery document).
-pub const GRANT_TYPES: &[&str] = &[
-    "authorization_code",
-    "refresh_token",
-    "client_credentials",
-    "password",
-    "device_code",
-];
-/// Grant types that need a client secret: a public client can never use them.
-const CONFIDENTIAL_ONLY: &[&str] = &["client_credentials", "password"];
-
-/// The grant types a new application gets when none are named.
+/// The grant types a new application gets when none are named (by their registration
+/// names): all of them, less those that need a secret for a public client.
 pub fn default_grant_types(confidential: bool) -> Vec<String> {
-    GRANT_TYPES
-        .iter()
-        .filter(|g| confidential || !CONFIDENTIAL_ONLY.contains(g))
-        .map(|g| (*g).to_owned())
+    GrantType::ALL
+        .into_iter()
+        .filter(|g| confidential || !g.needs_client_secret())
+        .map(|g| g.registration_name().to_owned())
         .collect()
 }
 
@@ -76,19 +66,22 @@ fn validate(fields: &ApplicationFields, confidential: bool) -> Result<Validated,
     if named.is_empty() {
         grant_types = default_grant_types(confidential);
     }
-    for grant in named {
-        if !GRANT_TYPES.contains(&grant) {
+    for name in named {
+        let Some(grant) = GrantType::from_registration(name) else {
+            let known: Vec<&str> = GrantType::ALL.map(GrantType::registration_name).to_vec();
             errors.push(field(
                 "grant_types",
-                format!("{grant:?} is not one of {}", GRANT_TYPES.join(", ")),
+                format!("{name:?} is not one of {}", known.join(", ")),
             ));
-        } else if !confidential && CONFIDENTIAL_ONLY.contains(&grant) {
+            continue;
+        };
+        if !confidential && grant.needs_client_secret() {
             errors.push(field(
                 "grant_types",
                 format!("{grant} needs a confidential application"),
             ));
-        } else if !grant_types.iter().any(|g| g == grant) {
-            grant_types.push(grant.to_owned());
+        } else if !grant_types.iter().any(|g| g == name) {
+            grant_types.push(name.to_owned());
         }
     }
     if fields.name.trim().is_empty() {

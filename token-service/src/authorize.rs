@@ -1,5 +1,5 @@
 //! The authorization endpoint's rules (RFC 6749 §4.1.1, OIDC Core §3.1.2): checking a
-//! request in doorkeeper's order (`gitlab-provider-behaviour.md` §1.1), deciding whether
+//! request in doorkeeper's order (`docs/tokens-and-security.md`, "The consent flow"), deciding whether
 //! consent may be skipped, and issuing single-use codes stored as their SHA-256.
 //!
 //! Until `client_id` and `redirect_uri` are trusted an error is never redirectable
@@ -145,7 +145,7 @@ fn check(
             ErrorCode::InvalidClient,
         ))));
     };
-    if let Err(failure) = require_grant(&app, "authorization_code") {
+    if let Err(failure) = require_grant(&app, doorward_shared::GrantType::AuthorizationCode) {
         return Ok(Err(AuthorizeError::page(failure)));
     }
     // 5: the redirect URI, compared exactly with the registered ones (SEC-RU-01/02/05).

@@ -1,4 +1,4 @@
-//! The operator CLI (DESIGN.md "Contracts"), shared by the `token-service` binary and the
+//! The operator CLI (ARCHITECTURE.md, "Contracts"), shared by the `token-service` binary and the
 //! all-in-one `doorward` binary. It works on the database directly; `--json` makes every
 //! command machine-readable. Errors are one line on stderr and a non-zero exit.
 

@@ -39,11 +39,12 @@ fn invalid_client() -> OAuthFailure {
     OAuthFailure::new(ErrorCode::InvalidClient)
 }
 
-/// Application records recently read, by client id (DESIGN "Performance rules": client
-/// records cached in-process with bounded staleness). A record is used for
-/// `tokens.client_cache_seconds` after it was read; this process forgets a record at once
-/// when it changes or deletes it (`forget`), other processes' changes arrive within that
-/// time. The secret is still checked on every request, against the cached hashes.
+/// Application records recently read, by client id: cached in-process with bounded
+/// staleness, so that the hot path need not read the application on every request
+/// (ARCHITECTURE.md, `clients.rs`; `client_cache_seconds` in docs/configuration.md). A
+/// record is used for `tokens.client_cache_seconds` after it was read; this process
+/// forgets a record at once when it changes or deletes it (`forget`), other processes'
+/// changes arrive within that time. The secret is still checked on every request, against the cached hashes.
 pub struct ApplicationCache {
     ttl: i64,
     entries: Mutex<HashMap<String, (ApplicationRow, i64)>>,

@@ -2,9 +2,9 @@
 //! (`POST /oauth/authorize_device`), looking a user code up on the verification page and
 //! recording the user's decision. Polling is `grants::device_code`.
 //!
-//! User codes are 8 characters from DESIGN.md's unambiguous alphabet (20 consonants,
-//! ≈34.5 bits, SEC-DV-01), shown as `XXXX-XXXX` and accepted in any case, with or without
-//! the dash and spaces. Both codes are stored as hashes only: the device code as its
+//! User codes are 8 characters from an unambiguous alphabet (20 consonants, ≈34.5 bits;
+//! SEC-DV-01 in `docs/security-model.md`), shown as `XXXX-XXXX` and accepted in any case,
+//! with or without the dash and spaces. Both codes are stored as hashes only: the device code as its
 //! SHA-256 (32 random bytes need nothing slower), the short user code as an HMAC under a
 //! server key, so that a database dump does not let anyone enumerate live user codes.
 //! Wrong user codes are counted per user and IP and per IP (SEC-DV-02); a success does not
@@ -94,7 +94,7 @@ async fn start_unthrottled(
         .db(move |conn| {
             let now = state2.now();
             let app = clients::authenticate(&state2.clients, conn, request.client.as_ref(), now)?;
-            grants::require_grant(&app, "device_code")?;
+            grants::require_grant(&app, doorward_shared::GrantType::DeviceCode)?;
             let scopes = grants::resolve_scopes(request.scope.as_deref(), &app)?;
             let scopes = scopes.to_string();
             let ttl = state2.config.device.code_ttl_seconds;

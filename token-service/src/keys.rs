@@ -1,5 +1,6 @@
 //! Signing keys: generated on first start and stored in the database, parsed once and
-//! kept in memory, so that no request parses a key (DESIGN.md "Performance rules").
+//! kept in memory, so that no request parses a key (one of the invariants in
+//! ARCHITECTURE.md: hot paths do no slow work).
 //!
 //! Access tokens are RFC 9068 JWTs signed with Ed25519 (`EdDSA`); id_tokens are signed
 //! with RSA (`RS256`, OpenID Connect's mandatory algorithm) by keys of their own. The `kid`

@@ -7,10 +7,10 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use askama::Template;
 use doorward_proto::v1 as pb;
 
+use crate::page_support::{page_form, redirect, require_current_user};
 use crate::pages::{self, render};
-use crate::routes::sign_in::{page_form, redirect};
 use crate::session::{self, SessionUser};
-use crate::startup::WebState;
+use crate::state::WebState;
 
 #[derive(Template)]
 #[template(path = "sign_up.html")]
@@ -37,52 +37,6 @@ struct AuthorizedPage<'a> {
     signed_in_as: Option<&'a str>,
     csrf: &'a str,
     applications: Vec<AuthorizedRow>,
-}
-
-/// The signed-in user, or a redirect to the sign-in page that comes back here.
-pub fn require_user(
-    req: &HttpRequest,
-    session: &Session,
-    state: &WebState,
-) -> Result<SessionUser, Box<HttpResponse>> {
-    session::current_user(session, &state.config, state.now()).ok_or_else(|| {
-        let here = match req.query_string() {
-            "" => req.path().to_owned(),
-            query => format!("{}?{query}", req.path()),
-        };
-        let query = serde_urlencoded::to_string([("return_to", here)]).unwrap_or_default();
-        Box::new(redirect(&format!("/users/sign_in?{query}")))
-    })
-}
-
-/// The signed-in user as token-service knows them now: a blocked or deleted account is
-/// signed out, and a changed administrator flag takes effect at once (the session's copy is
-/// only what was true at sign-in). Used by the pages that change things.
-pub async fn require_current_user(
-    req: &HttpRequest,
-    session: &Session,
-    state: &WebState,
-) -> Result<SessionUser, Box<HttpResponse>> {
-    let mut user = require_user(req, session, state)?;
-    let current = state
-        .upstream
-        .users
-        .clone()
-        .get_user(pb::GetUserRequest { id: user.id })
-        .await
-        .map_err(|_| Box::new(pages::unavailable_page()))?
-        .into_inner()
-        .user;
-    match current {
-        Some(current) if current.state == "active" => {
-            user.admin = current.admin;
-            Ok(user)
-        }
-        _ => {
-            session::sign_out(session);
-            Err(Box::new(redirect("/users/sign_in")))
-        }
-    }
 }
 
 fn sign_up_disabled() -> HttpResponse {

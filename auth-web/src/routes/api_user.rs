@@ -1,5 +1,6 @@
 //! `GET /api/v4/user` (and `/api/v3/user`): GitLab's current-user resource, for a token with
-//! `read_user` or `api`. Errors are GitLab's (`gitlab-provider-behaviour.md` §1.12).
+//! `read_user` or `api`. Errors are GitLab's bodies (`{"message": "401 Unauthorized"}`, and
+//! `{"error": "insufficient_scope", ...}` with 403).
 
 use actix_web::http::StatusCode;
 use actix_web::http::header::{self, HeaderValue};
@@ -11,7 +12,7 @@ use time::macros::format_description;
 
 use crate::error::{OAuthError, quoted};
 use crate::params::Params;
-use crate::startup::WebState;
+use crate::state::WebState;
 
 /// The realm GitLab's API uses in its challenges.
 const API_REALM: &str = "The API";

@@ -7,24 +7,23 @@ use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
 use askama::Template;
 use doorward_proto::v1 as pb;
+use doorward_shared::GrantType;
 use doorward_shared::scope::KNOWN_SCOPES;
 
+use crate::page_support::require_current_user;
+use crate::page_support::{page_form, redirect};
 use crate::pages::{self, describe_scope, render};
 use crate::params::Params;
-use crate::routes::account::require_current_user;
-use crate::routes::sign_in::{page_form, redirect};
 use crate::session::{self, SessionUser};
-use crate::startup::WebState;
+use crate::state::WebState;
 
-/// Grant types offered on the form, with whether a new application gets them by default
-/// (the password grant is opt-in here: RFC 9700 §2.4 discourages it).
-const GRANTS: &[(&str, bool)] = &[
-    ("authorization_code", true),
-    ("refresh_token", true),
-    ("client_credentials", true),
-    ("password", false),
-    ("device_code", true),
-];
+/// Grant types offered on the form (by registration name), with whether a new application
+/// gets them by default (the password grant is opt-in here: RFC 9700 §2.4 discourages it).
+fn grant_choices() -> impl Iterator<Item = (&'static str, bool)> {
+    GrantType::ALL
+        .into_iter()
+        .map(|g| (g.registration_name(), g != GrantType::Password))
+}
 
 #[derive(Template)]
 #[template(path = "applications.html")]
@@ -164,12 +163,11 @@ fn form_page(user: &SessionUser, csrf: String, editing: Option<&pb::Application>
             .iter()
             .map(|s| (*s, describe_scope(s), selected.iter().any(|x| x == s)))
             .collect(),
-        grants: GRANTS
-            .iter()
+        grants: grant_choices()
             .map(|(g, default)| {
                 (
-                    *g,
-                    editing.map_or(*default, |a| a.grant_types.iter().any(|x| x == g)),
+                    g,
+                    editing.map_or(default, |a| a.grant_types.iter().any(|x| x == g)),
                 )
             })
             .collect(),
@@ -190,10 +188,9 @@ fn submitted(
         .filter(|s| params.get(&format!("scope_{s}")).is_some())
         .map(|s| (*s).to_owned())
         .collect();
-    let grants: Vec<String> = GRANTS
-        .iter()
+    let grants: Vec<String> = grant_choices()
         .filter(|(g, _)| params.get(&format!("grant_{g}")).is_some())
-        .map(|(g, _)| (*g).to_owned())
+        .map(|(g, _)| g.to_owned())
         .collect();
     let confidential = if page.editing {
         page.confidential
@@ -203,7 +200,10 @@ fn submitted(
     // A public application cannot hold a secret, so it never gets the grants that need one.
     let grants: Vec<String> = grants
         .into_iter()
-        .filter(|g| confidential || !matches!(g.as_str(), "client_credentials" | "password"))
+        .filter(|g| {
+            confidential
+                || !GrantType::from_registration(g).is_some_and(GrantType::needs_client_secret)
+        })
         .collect();
     let trusted = if user.admin {
         params.get("trusted").is_some()

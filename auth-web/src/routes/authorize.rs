@@ -12,11 +12,11 @@ use askama::Template;
 use doorward_proto::v1 as pb;
 use doorward_shared::secret::{base64url, random_bytes};
 
+use crate::page_support::{owner_name, page_form, to_sign_in};
 use crate::pages::{self, STRICT_CSP, describe_scope, render_with_csp};
 use crate::params::Params;
-use crate::routes::sign_in::{page_form, redirect};
 use crate::session::{self, SessionUser};
-use crate::startup::WebState;
+use crate::state::WebState;
 
 /// Largest authorization request (its carried parameters, URL-encoded) that can wait in
 /// the session cookie for the user's decision.
@@ -193,11 +193,6 @@ fn refused(
 }
 
 /// The sign-in page, returning to `path_and_query` afterwards.
-fn to_sign_in(path_and_query: &str) -> HttpResponse {
-    let query = serde_urlencoded::to_string([("return_to", path_and_query)]).unwrap_or_default();
-    redirect(&format!("/users/sign_in?{query}"))
-}
-
 /// `GET /oauth/authorize`.
 pub async fn show(req: HttpRequest, session: Session, state: web::Data<WebState>) -> HttpResponse {
     let params = match Params::parse_query(req.query_string()) {
@@ -384,21 +379,5 @@ pub async fn decide(
             "invalid_request",
             "Choose Authorize or Deny.",
         ),
-    }
-}
-
-/// SEC-WP-06: who registered an application, as the consent pages say it.
-pub async fn owner_name(state: &WebState, owner_id: Option<i64>) -> String {
-    match owner_id {
-        Some(id) => state
-            .upstream
-            .users
-            .clone()
-            .get_user(pb::GetUserRequest { id })
-            .await
-            .ok()
-            .and_then(|r| r.into_inner().user)
-            .map_or_else(|| "a Doorward user".to_owned(), |u| u.username),
-        None => "the administrator of this Doorward".to_owned(),
     }
 }

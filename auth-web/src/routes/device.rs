@@ -14,16 +14,16 @@ use askama::Template;
 use doorward_proto::v1 as pb;
 use serde_json::json;
 
+use crate::back_channel::{back_channel_answer, back_channel_params};
 use crate::client_auth;
 use crate::error::{OAuthError, no_store};
+use crate::page_support::owner_name;
+use crate::page_support::page_form;
+use crate::page_support::require_user;
 use crate::pages::{self, describe_scope, render};
 use crate::params::Params;
-use crate::routes::account::require_user;
-use crate::routes::authorize::owner_name;
-use crate::routes::sign_in::page_form;
-use crate::routes::token::{back_channel_answer, back_channel_params};
 use crate::session::{self, SessionUser};
-use crate::startup::WebState;
+use crate::state::WebState;
 
 #[derive(Template)]
 #[template(path = "device.html")]

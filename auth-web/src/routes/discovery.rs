@@ -7,11 +7,12 @@
 use actix_web::http::header;
 use actix_web::{HttpResponse, web};
 use doorward_proto::v1 as pb;
+use doorward_shared::GrantType;
 use doorward_shared::scope::KNOWN_SCOPES;
 use serde_json::json;
 
 use crate::error::OAuthError;
-use crate::startup::WebState;
+use crate::state::WebState;
 
 /// How long clients may cache the key set: short, so that a rotated key is seen soon.
 const JWKS_MAX_AGE: u32 = 300;
@@ -70,13 +71,7 @@ pub fn authorization_server_metadata(state: &WebState) -> serde_json::Value {
         "response_modes_supported": ["query", "form_post"],
         // RFC 8414: the values of the grant_type parameter, so the device grant's URN
         // (GitLab lists a short `device_code`, which no client can send).
-        "grant_types_supported": [
-            "authorization_code",
-            "refresh_token",
-            "client_credentials",
-            "password",
-            "urn:ietf:params:oauth:grant-type:device_code",
-        ],
+        "grant_types_supported": GrantType::ALL.map(GrantType::wire_name),
         "device_authorization_endpoint": format!("{issuer}/oauth/authorize_device"),
         "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "none"],
         "revocation_endpoint_auth_methods_supported": auth_methods,

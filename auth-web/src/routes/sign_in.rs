@@ -9,10 +9,11 @@ use askama::Template;
 use doorward_proto::v1 as pb;
 use doorward_shared::ErrorCode;
 
+use crate::page_support::{page_form, redirect};
 use crate::pages::{self, render};
-use crate::params::{Params, read_body};
-use crate::session::{self, CSRF_FIELD, SessionUser};
-use crate::startup::WebState;
+use crate::params::Params;
+use crate::session::{self, SessionUser};
+use crate::state::WebState;
 
 #[derive(Template)]
 #[template(path = "sign_in.html")]
@@ -68,47 +69,6 @@ pub async fn show(req: HttpRequest, session: Session, state: web::Data<WebState>
         return redirect(&target);
     }
     sign_in_page(&state, &session, StatusCode::OK, &target, "", None)
-}
-
-/// A 303 to a local path.
-pub fn redirect(location: &str) -> HttpResponse {
-    HttpResponse::SeeOther()
-        .insert_header((header::LOCATION, location.to_owned()))
-        .insert_header((header::CACHE_CONTROL, "no-store"))
-        .finish()
-}
-
-/// Reads a page form and checks its CSRF token; any failure is an HTML page.
-pub async fn page_form(
-    req: &HttpRequest,
-    payload: web::Payload,
-    session: &Session,
-) -> Result<Params, HttpResponse> {
-    let body = read_body(payload).await.map_err(|e| {
-        pages::error_page(
-            e.status,
-            "That request could not be read",
-            &e.code,
-            &e.description,
-        )
-    })?;
-    let params = Params::parse(req, &body).map_err(|e| {
-        pages::error_page(
-            e.status,
-            "That request could not be read",
-            &e.code,
-            &e.description,
-        )
-    })?;
-    if !session::csrf_valid(session, params.get(CSRF_FIELD)) {
-        return Err(pages::error_page(
-            StatusCode::FORBIDDEN,
-            "This form has expired",
-            "invalid_request",
-            "The form's security token is missing or does not match your session. Go back, reload the page and try again.",
-        ));
-    }
-    Ok(params)
 }
 
 /// `POST /users/sign_in`.

@@ -5,10 +5,10 @@ use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, web};
 use doorward_proto::v1 as pb;
 
+use crate::back_channel::{back_channel_answer, back_channel_params};
 use crate::client_auth;
-use crate::error::{Challenge, OAuthError, no_store};
-use crate::params::{Params, read_body};
-use crate::startup::WebState;
+use crate::error::{OAuthError, no_store};
+use crate::state::WebState;
 
 /// The token endpoint.
 pub async fn token(
@@ -62,38 +62,6 @@ async fn exchange(
         pb::exchange_response::Result::Error(error) => Err(error),
     });
     back_channel_answer(answer, credentials.used_basic)
-}
-
-/// The answer of a back-channel RPC: its value, or its OAuth error (with the Basic challenge
-/// of RFC 6749 §5.2 when the client authenticated with Basic); an empty answer is a 500.
-pub fn back_channel_answer<T>(
-    answer: Option<Result<T, pb::OAuthError>>,
-    used_basic: bool,
-) -> Result<T, OAuthError> {
-    match answer {
-        Some(Ok(value)) => Ok(value),
-        Some(Err(error)) => {
-            let mut err = OAuthError::from_proto(error);
-            if err.code == "invalid_client" && used_basic {
-                err = err.challenge(Challenge::Basic);
-            }
-            Err(err)
-        }
-        None => Err(OAuthError::from_status(&tonic::Status::internal(
-            "empty response",
-        ))),
-    }
-}
-
-/// The parameters of a back-channel POST (`/oauth/token`, `/oauth/revoke`,
-/// `/oauth/introspect`): no secrets in the URL, a capped body, every parameter once.
-pub async fn back_channel_params(
-    req: &HttpRequest,
-    payload: web::Payload,
-) -> Result<Params, OAuthError> {
-    client_auth::refuse_secrets_in_query(req)?;
-    let body = read_body(payload).await?;
-    Params::parse(req, &body)
 }
 
 /// RFC 6749 §5.1 plus GitLab's `created_at`; absent optional members are omitted.

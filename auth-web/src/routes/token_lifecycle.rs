@@ -7,10 +7,10 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use doorward_proto::v1 as pb;
 use serde_json::json;
 
+use crate::back_channel::back_channel_params;
 use crate::client_auth;
 use crate::error::{Challenge, OAuthError, no_store};
-use crate::routes::token::back_channel_params;
-use crate::startup::WebState;
+use crate::state::WebState;
 
 fn json_no_store(status: StatusCode, body: serde_json::Value) -> HttpResponse {
     let mut builder = HttpResponse::build(status);

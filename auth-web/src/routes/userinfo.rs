@@ -9,7 +9,7 @@ use serde_json::json;
 
 use crate::error::{OAuthError, no_store};
 use crate::params::{Params, read_body};
-use crate::startup::WebState;
+use crate::state::WebState;
 
 fn invalid_token(description: &str) -> HttpResponse {
     OAuthError::with(doorward_shared::ErrorCode::InvalidToken, description)

@@ -67,8 +67,9 @@ pub struct ApplicationRow {
 
 impl ApplicationRow {
     /// Whether the application may use `grant` (a short name, see `grants::GrantType`).
-    pub fn allows_grant(&self, grant: &str) -> bool {
-        self.grant_types.split_whitespace().any(|g| g == grant)
+    pub fn allows_grant(&self, grant: doorward_shared::GrantType) -> bool {
+        let name = grant.registration_name();
+        self.grant_types.split_whitespace().any(|g| g == name)
     }
 }
 

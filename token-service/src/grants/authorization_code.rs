@@ -21,7 +21,7 @@ pub async fn exchange(
 ) -> Result<pb::TokenSet, GrantError> {
     let now = state.now();
     let app = clients::authenticate_async(state, request.client.as_ref(), now).await?;
-    super::require_grant(&app, "authorization_code")?;
+    super::require_grant(&app, doorward_shared::GrantType::AuthorizationCode)?;
     let code = request
         .code
         .filter(|c| !c.is_empty())

@@ -17,7 +17,7 @@ pub async fn exchange(
 ) -> Result<pb::TokenSet, GrantError> {
     let now = state.now();
     let app = clients::authenticate_async(state, request.client.as_ref(), now).await?;
-    super::require_grant(&app, "client_credentials")?;
+    super::require_grant(&app, doorward_shared::GrantType::ClientCredentials)?;
     let scopes = super::resolve_scopes(request.scope.as_deref(), &app)?;
     let issue = issuance::Issue {
         app: &app,

@@ -28,7 +28,7 @@ pub async fn exchange(
         .db(move |conn| {
             let now = state2.now();
             let app = clients::authenticate(&state2.clients, conn, request.client.as_ref(), now)?;
-            super::require_grant(&app, "device_code")?;
+            super::require_grant(&app, doorward_shared::GrantType::DeviceCode)?;
             let device_code = request
                 .device_code
                 .filter(|c| !c.is_empty())

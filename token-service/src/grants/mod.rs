@@ -9,16 +9,13 @@ mod password;
 mod refresh_token;
 
 use doorward_proto::v1 as pb;
-use doorward_shared::{ErrorCode, ScopeError, ScopeSet};
+use doorward_shared::{ErrorCode, GrantType, ScopeError, ScopeSet};
 
 use crate::db::models::ApplicationRow;
 use crate::error::{GrantError, OAuthFailure};
 use crate::state::AppState;
 
 pub use refresh_token::derive_successor_refresh_token;
-
-/// The device grant's `grant_type` (RFC 8628 §3.4).
-pub const DEVICE_CODE_GRANT: &str = "urn:ietf:params:oauth:grant-type:device_code";
 
 /// Runs the token request `request` and returns the token response or why not.
 ///
@@ -86,22 +83,23 @@ async fn dispatch(
     state: &AppState,
     request: pb::ExchangeRequest,
 ) -> Result<pb::TokenSet, GrantError> {
-    match request.grant_type.as_str() {
-        "" => Err(OAuthFailure::missing("grant_type").into()),
-        "client_credentials" => client_credentials::exchange(state, request).await,
-        "password" => password::exchange(state, request).await,
-        "refresh_token" => refresh_token::exchange(state, request).await,
-        "authorization_code" => authorization_code::exchange(state, request).await,
-        DEVICE_CODE_GRANT => device_code::exchange(state, request).await,
-        _ => Err(OAuthFailure::new(ErrorCode::UnsupportedGrantType).into()),
+    if request.grant_type.is_empty() {
+        return Err(OAuthFailure::missing("grant_type").into());
+    }
+    match GrantType::from_wire(&request.grant_type) {
+        Some(GrantType::ClientCredentials) => client_credentials::exchange(state, request).await,
+        Some(GrantType::Password) => password::exchange(state, request).await,
+        Some(GrantType::RefreshToken) => refresh_token::exchange(state, request).await,
+        Some(GrantType::AuthorizationCode) => authorization_code::exchange(state, request).await,
+        Some(GrantType::DeviceCode) => device_code::exchange(state, request).await,
+        None => Err(OAuthFailure::new(ErrorCode::UnsupportedGrantType).into()),
     }
 }
 
 /// SEC-TK-06: refuses a grant type the application is not registered for. Grants that need
 /// a secret are refused to public clients whatever their registration says.
-pub fn require_grant(app: &ApplicationRow, grant: &str) -> Result<(), OAuthFailure> {
-    let needs_secret = matches!(grant, "client_credentials" | "password");
-    if app.allows_grant(grant) && (app.confidential || !needs_secret) {
+pub fn require_grant(app: &ApplicationRow, grant: GrantType) -> Result<(), OAuthFailure> {
+    if app.allows_grant(grant) && (app.confidential || !grant.needs_client_secret()) {
         Ok(())
     } else {
         Err(OAuthFailure::new(ErrorCode::UnauthorizedClient))
@@ -110,7 +108,7 @@ pub fn require_grant(app: &ApplicationRow, grant: &str) -> Result<(), OAuthFailu
 
 /// A new refresh family, if the application may refresh at all.
 pub fn refresh_plan_for(app: &ApplicationRow) -> crate::issuance::RefreshPlan {
-    if app.allows_grant("refresh_token") {
+    if app.allows_grant(GrantType::RefreshToken) {
         crate::issuance::RefreshPlan::NewFamily
     } else {
         crate::issuance::RefreshPlan::None

@@ -18,7 +18,7 @@ pub async fn exchange(
 ) -> Result<pb::TokenSet, GrantError> {
     let now = state.now();
     let app = clients::authenticate_async(state, request.client.as_ref(), now).await?;
-    super::require_grant(&app, "password")?;
+    super::require_grant(&app, doorward_shared::GrantType::Password)?;
     let username = request
         .username
         .filter(|u| !u.is_empty())

@@ -1,5 +1,6 @@
 //! `grant_type=refresh_token` (RFC 6749 §6) with rotation, reuse detection and a grace
-//! window (DESIGN.md "Protocol rules"; SEC-RT-01..06).
+//! window (SEC-RT-01..06 in `docs/security-model.md`; `docs/tokens-and-security.md`,
+//! "Refresh tokens").
 //!
 //! - Each refresh token works once. It is claimed with one conditional update in the same
 //!   transaction that mints its successor, so concurrent uses never fork the family.
@@ -39,7 +40,7 @@ pub async fn exchange(
 ) -> Result<pb::TokenSet, GrantError> {
     let now = state.now();
     let app = clients::authenticate_async(state, request.client.as_ref(), now).await?;
-    super::require_grant(&app, "refresh_token")?;
+    super::require_grant(&app, doorward_shared::GrantType::RefreshToken)?;
     let presented = request
         .refresh_token
         .filter(|t| !t.is_empty())

@@ -1,6 +1,7 @@
 //! Who is calling: decided for every `doorward.v1` RPC before its handler runs, from what
 //! the connection proves (`listener::Peer`) and the `authorization` metadata. There is no
-//! open mode (DESIGN.md "Security rules"; `docs/tokens-and-security.md`, SEC-GB-*).
+//! open mode (SEC-GB-* in `docs/security-model.md`; explained in `docs/tokens-and-security.md`,
+//! "Between the services").
 //!
 //! - *Internal callers* (auth-web and its replicas) are a Unix-socket peer running as
 //!   token-service's own user (`SO_PEERCRED`), a TLS client with a certificate from

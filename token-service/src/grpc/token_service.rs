@@ -28,14 +28,8 @@ impl TokenService for TokenServiceImpl {
     ) -> Result<Response<pb::ExchangeResponse>, Status> {
         let request = request.into_inner();
         // Logged only when it is one we know: the value is the client's and may be anything.
-        let grant_type = match request.grant_type.as_str() {
-            known @ ("authorization_code"
-            | "refresh_token"
-            | "client_credentials"
-            | "password"
-            | grants::DEVICE_CODE_GRANT) => known.to_owned(),
-            _ => "(other)".to_owned(),
-        };
+        let grant_type = doorward_shared::GrantType::from_wire(&request.grant_type)
+            .map_or("(other)", doorward_shared::GrantType::registration_name);
         let result = match grants::exchange(&self.state, request).await {
             Ok(tokens) => pb::exchange_response::Result::Tokens(tokens),
             Err(GrantError::OAuth(failure)) => {

@@ -294,71 +294,8 @@ impl TokenServiceApp {
         };
         let reloader = spawn_key_reloader(state.clone());
         let housekeeper = spawn_housekeeper(state.clone());
-        let token = state.config.service_token.clone();
-        let check = |service: &'static str, audience: Audience| {
-            CallerCheck::new(service, audience, token.clone())
-        };
-        let (health_reporter, health_service) = tonic_health::server::health_reporter();
-        health_reporter
-            .set_serving::<pb::token_service_server::TokenServiceServer<TokenServiceImpl>>()
-            .await;
-        let reflection = tonic_reflection::server::Builder::configure()
-            .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
-            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-            .build_v1()?;
-
-        // Every doorward.v1 service behind the caller check; only health is open.
-        macro_rules! guarded {
-            ($server:ty, $service:expr) => {
-                guarded!($server, $service, Audience::Internal)
-            };
-            ($server:ty, $service:expr, $audience:expr) => {
-                InterceptedService::new(
-                    <$server>::new($service)
-                        .max_decoding_message_size(MAX_MESSAGE_BYTES)
-                        .max_encoding_message_size(MAX_MESSAGE_BYTES),
-                    check(<$server as tonic::server::NamedService>::NAME, $audience),
-                )
-            };
-        }
-
-        tonic::transport::Server::builder()
-            .timeout(Duration::from_secs(30))
-            .add_service(health_service)
-            // Reflection describes every internal RPC: internal callers only.
-            .add_service(InterceptedService::new(
-                reflection,
-                check("grpc.reflection.v1.ServerReflection", Audience::Internal),
-            ))
-            .add_service(guarded!(
-                pb::token_service_server::TokenServiceServer<TokenServiceImpl>,
-                TokenServiceImpl::new(state.clone())
-            ))
-            .add_service(guarded!(
-                pb::users_server::UsersServer<UsersImpl>,
-                UsersImpl::new(state.clone())
-            ))
-            .add_service(guarded!(
-                pb::applications_server::ApplicationsServer<ApplicationsImpl>,
-                ApplicationsImpl::new(state.clone())
-            ))
-            // Resource servers authenticate with their application's credentials, which
-            // the handler checks (see `grpc::token_validation`).
-            .add_service(guarded!(
-                pb::token_validation_server::TokenValidationServer<TokenValidationImpl>,
-                TokenValidationImpl::new(state.clone()),
-                Audience::InternalOrApplication
-            ))
-            .add_service(guarded!(
-                pb::authorizations_server::AuthorizationsServer<AuthorizationsImpl>,
-                AuthorizationsImpl::new(state.clone())
-            ))
-            .add_service(guarded!(
-                pb::device_authorizations_server::DeviceAuthorizationsServer<
-                    DeviceAuthorizationsImpl,
-                >,
-                DeviceAuthorizationsImpl::new(state.clone())
-            ))
+        routes(&state)
+            .await?
             .serve_with_incoming_shutdown(
                 crate::listener::incoming(self.listener, self.tls, unix_listener),
                 shutdown,
@@ -370,4 +307,75 @@ impl TokenServiceApp {
         }
         Ok(())
     }
+}
+
+/// Every service the gRPC port serves: health open, everything else (reflection and every
+/// `doorward.v1` service) behind the caller check (`grpc::caller`).
+async fn routes(state: &AppState) -> anyhow::Result<tonic::transport::server::Router> {
+    let token = state.config.service_token.clone();
+    let check = |service: &'static str, audience: Audience| {
+        CallerCheck::new(service, audience, token.clone())
+    };
+    let (health_reporter, health_service) = tonic_health::server::health_reporter();
+    health_reporter
+        .set_serving::<pb::token_service_server::TokenServiceServer<TokenServiceImpl>>()
+        .await;
+    let reflection = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1()?;
+
+    // Every doorward.v1 service behind the caller check; only health is open.
+    macro_rules! guarded {
+        ($server:ty, $service:expr) => {
+            guarded!($server, $service, Audience::Internal)
+        };
+        ($server:ty, $service:expr, $audience:expr) => {
+            InterceptedService::new(
+                <$server>::new($service)
+                    .max_decoding_message_size(MAX_MESSAGE_BYTES)
+                    .max_encoding_message_size(MAX_MESSAGE_BYTES),
+                check(<$server as tonic::server::NamedService>::NAME, $audience),
+            )
+        };
+    }
+
+    let router = tonic::transport::Server::builder()
+        .timeout(Duration::from_secs(30))
+        .add_service(health_service)
+        // Reflection describes every internal RPC: internal callers only.
+        .add_service(InterceptedService::new(
+            reflection,
+            check("grpc.reflection.v1.ServerReflection", Audience::Internal),
+        ))
+        .add_service(guarded!(
+            pb::token_service_server::TokenServiceServer<TokenServiceImpl>,
+            TokenServiceImpl::new(state.clone())
+        ))
+        .add_service(guarded!(
+            pb::users_server::UsersServer<UsersImpl>,
+            UsersImpl::new(state.clone())
+        ))
+        .add_service(guarded!(
+            pb::applications_server::ApplicationsServer<ApplicationsImpl>,
+            ApplicationsImpl::new(state.clone())
+        ))
+        // Resource servers authenticate with their application's credentials, which
+        // the handler checks (see `grpc::token_validation`).
+        .add_service(guarded!(
+            pb::token_validation_server::TokenValidationServer<TokenValidationImpl>,
+            TokenValidationImpl::new(state.clone()),
+            Audience::InternalOrApplication
+        ))
+        .add_service(guarded!(
+            pb::authorizations_server::AuthorizationsServer<AuthorizationsImpl>,
+            AuthorizationsImpl::new(state.clone())
+        ))
+        .add_service(guarded!(
+            pb::device_authorizations_server::DeviceAuthorizationsServer<
+                DeviceAuthorizationsImpl,
+            >,
+            DeviceAuthorizationsImpl::new(state.clone())
+        ));
+    Ok(router)
 }

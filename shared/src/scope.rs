@@ -104,6 +104,11 @@ impl ScopeSet {
         Ok(Self(scopes))
     }
 
+    /// The scope granted when a request names none ([`DEFAULT_SCOPE`]).
+    pub fn default_scope() -> Self {
+        Self(vec![Scope(DEFAULT_SCOPE)])
+    }
+
     /// Builds a set from already-known scopes.
     pub fn from_scopes(scopes: impl IntoIterator<Item = Scope>) -> Self {
         let mut set = Self::default();
@@ -178,6 +183,14 @@ impl fmt::Display for ScopeSet {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_default_scope_is_a_known_scope() {
+        assert_eq!(
+            ScopeSet::default_scope(),
+            ScopeSet::parse(DEFAULT_SCOPE).unwrap()
+        );
+    }
     use proptest::prelude::*;
 
     #[test]

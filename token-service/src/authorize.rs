@@ -5,14 +5,15 @@
 //! Until `client_id` and `redirect_uri` are trusted an error is never redirectable
 //! (SEC-AZ-01); after that, every error goes back to the client (SEC-AZ-02).
 
-use doorward_proto::v1 as pb;
+use std::collections::BTreeMap;
+
 use doorward_shared::secret::random_token;
 use doorward_shared::{ErrorCode, ScopeSet};
 
 use crate::db::models::{ApplicationRow, NewAccessGrant};
 use crate::db::{self, DbConnection};
 use crate::error::{OAuthFailure, ServiceError};
-use crate::grants::{require_grant, resolve_scopes};
+use crate::grants::rules::{registered_scopes, require_grant, resolve_scopes, stored_scopes};
 use crate::pkce::{self, Method};
 use crate::redirect_uri;
 use crate::state::AppState;
@@ -43,14 +44,37 @@ impl AuthorizeError {
             redirectable: true,
         }
     }
+}
 
-    /// The proto form.
-    pub fn to_proto(&self) -> pb::AuthorizeError {
-        pb::AuthorizeError {
-            error: Some(self.failure.to_proto()),
-            redirectable: self.redirectable,
-        }
-    }
+/// An authorization request (RFC 6749 §4.1.1, OIDC Core §3.1.2.1), as auth-web read it.
+#[derive(Debug, Clone, Default)]
+pub struct AuthorizationRequest {
+    /// `client_id`.
+    pub client_id: String,
+    /// `redirect_uri`.
+    pub redirect_uri: String,
+    /// `response_type`.
+    pub response_type: String,
+    /// `response_mode`.
+    pub response_mode: Option<String>,
+    /// `scope`.
+    pub scope: Option<String>,
+    /// `state`.
+    pub state: Option<String>,
+    /// PKCE `code_challenge`.
+    pub code_challenge: Option<String>,
+    /// PKCE `code_challenge_method`.
+    pub code_challenge_method: Option<String>,
+    /// OpenID Connect `nonce`.
+    pub nonce: Option<String>,
+    /// OpenID Connect `prompt`.
+    pub prompt: Option<String>,
+    /// OpenID Connect `max_age`.
+    pub max_age: Option<i64>,
+    /// Whether a `request` object was sent (only to refuse it, SEC-AZ-07).
+    pub has_request: bool,
+    /// Whether a `request_uri` was sent (only to refuse it, SEC-AZ-07).
+    pub has_request_uri: bool,
 }
 
 /// A request that passed every check.
@@ -117,7 +141,7 @@ enum Consent {
 /// Checks an authorization request for `user_id` (if signed in), in doorkeeper's order.
 pub fn pre_authorize(
     conn: &mut DbConnection,
-    request: &pb::AuthorizationRequest,
+    request: &AuthorizationRequest,
     user_id: Option<i64>,
 ) -> Result<Result<PreAuthorized, AuthorizeError>, ServiceError> {
     check(conn, request, user_id, Consent::Open)
@@ -125,7 +149,7 @@ pub fn pre_authorize(
 
 fn check(
     conn: &mut DbConnection,
-    request: &pb::AuthorizationRequest,
+    request: &AuthorizationRequest,
     user_id: Option<i64>,
     consent: Consent,
 ) -> Result<Result<PreAuthorized, AuthorizeError>, ServiceError> {
@@ -158,95 +182,34 @@ fn check(
             ErrorCode::InvalidRedirectUri,
         ))));
     }
+    let registered = registered_scopes(&app)?;
     // From here on the client and its redirect URI are trusted: errors are redirected.
-    Ok(check_request(conn, request, app, user_id, consent))
+    Ok(check_request(
+        conn,
+        request,
+        app,
+        &registered,
+        user_id,
+        consent,
+    ))
 }
 
 fn check_request(
     conn: &mut DbConnection,
-    request: &pb::AuthorizationRequest,
+    request: &AuthorizationRequest,
     app: ApplicationRow,
+    registered: &ScopeSet,
     user_id: Option<i64>,
     consent: Consent,
 ) -> Result<PreAuthorized, AuthorizeError> {
-    let too_long = |v: &Option<String>| v.as_ref().is_some_and(|v| v.len() > MAX_STATE_LEN);
-    if too_long(&request.state) || too_long(&request.nonce) {
-        return Err(invalid_request("The state or nonce parameter is too long."));
-    }
-    // SEC-AZ-07: request objects are refused, and never fetched.
-    if request.has_request {
-        return Err(AuthorizeError::redirect(OAuthFailure::new(
-            ErrorCode::RequestNotSupported,
-        )));
-    }
-    if request.has_request_uri {
-        return Err(AuthorizeError::redirect(OAuthFailure::new(
-            ErrorCode::RequestUriNotSupported,
-        )));
-    }
-    // 6-8: response type and mode (SEC-AZ-03: code only; query and form_post only).
-    match request.response_type.as_str() {
-        "" => {
-            return Err(AuthorizeError::redirect(OAuthFailure::missing(
-                "response_type",
-            )));
-        }
-        "code" => {}
-        _ => {
-            return Err(AuthorizeError::redirect(OAuthFailure::new(
-                ErrorCode::UnsupportedResponseType,
-            )));
-        }
-    }
-    match request.response_mode.as_deref() {
-        None | Some("query") | Some("form_post") => {}
-        Some(_) => {
-            return Err(AuthorizeError::redirect(OAuthFailure::new(
-                ErrorCode::UnsupportedResponseMode,
-            )));
-        }
-    }
+    check_form(request)?;
     // 9: scopes (SEC-AZ-06).
     let scopes =
-        resolve_scopes(request.scope.as_deref(), &app).map_err(AuthorizeError::redirect)?;
-    // 10-11: PKCE. Public clients must prove possession with S256 (SEC-PK-01); confidential
-    // clients may use PKCE, with S256 or plain.
-    let challenge = match (&request.code_challenge, &request.code_challenge_method) {
-        (None, None) if app.confidential => None,
-        (None, _) => return Err(invalid_request("Code challenge is required.")),
-        (Some(challenge), method) => {
-            let method = match method.as_deref() {
-                Some(m) => Method::parse(m),
-                None => None,
-            };
-            let method = match method {
-                Some(Method::Plain) if app.confidential => Method::Plain,
-                Some(Method::S256) => Method::S256,
-                _ => {
-                    return Err(invalid_request(
-                        "The code_challenge_method must be S256 (plain is accepted from confidential clients only).",
-                    ));
-                }
-            };
-            if !pkce::is_valid_challenge(method, challenge) {
-                return Err(invalid_request("The code_challenge is malformed."));
-            }
-            Some((challenge.clone(), method))
-        }
-    };
+        resolve_scopes(request.scope.as_deref(), registered).map_err(AuthorizeError::redirect)?;
+    let challenge = check_pkce(request, &app)?;
     let prompt = parse_prompt(request.prompt.as_deref())?;
     let skip_consent = consent == Consent::Given
-        || (!prompt.consent
-            && match user_id {
-                Some(user_id) => {
-                    app.trusted
-                        || (app.confidential
-                            && already_granted(conn, user_id, app.id, &scopes).map_err(|_| {
-                                AuthorizeError::redirect(OAuthFailure::new(ErrorCode::ServerError))
-                            })?)
-                }
-                None => app.trusted,
-            });
+        || (!prompt.consent && may_skip_consent(conn, &app, user_id, &scopes)?);
     if prompt.none {
         if user_id.is_none() {
             return Err(AuthorizeError::redirect(OAuthFailure::new(
@@ -265,6 +228,82 @@ fn check_request(
         skip_consent,
         challenge,
     })
+}
+
+/// The request's own form once its client is trusted: lengths, request objects (SEC-AZ-07:
+/// refused, never fetched), and response type and mode (6-8, SEC-AZ-03: code only; query and
+/// form_post only).
+fn check_form(request: &AuthorizationRequest) -> Result<(), AuthorizeError> {
+    let too_long = |v: &Option<String>| v.as_ref().is_some_and(|v| v.len() > MAX_STATE_LEN);
+    if too_long(&request.state) || too_long(&request.nonce) {
+        return Err(invalid_request("The state or nonce parameter is too long."));
+    }
+    let refusal = if request.has_request {
+        OAuthFailure::new(ErrorCode::RequestNotSupported)
+    } else if request.has_request_uri {
+        OAuthFailure::new(ErrorCode::RequestUriNotSupported)
+    } else if request.response_type.is_empty() {
+        OAuthFailure::missing("response_type")
+    } else if request.response_type != "code" {
+        OAuthFailure::new(ErrorCode::UnsupportedResponseType)
+    } else if !matches!(
+        request.response_mode.as_deref(),
+        None | Some("query") | Some("form_post")
+    ) {
+        OAuthFailure::new(ErrorCode::UnsupportedResponseMode)
+    } else {
+        return Ok(());
+    };
+    Err(AuthorizeError::redirect(refusal))
+}
+
+/// 10-11: PKCE. Public clients must prove possession with S256 (SEC-PK-01); confidential
+/// clients may use PKCE, with S256 or plain.
+fn check_pkce(
+    request: &AuthorizationRequest,
+    app: &ApplicationRow,
+) -> Result<Option<(String, Method)>, AuthorizeError> {
+    let Some(challenge) = &request.code_challenge else {
+        return match request.code_challenge_method {
+            None if app.confidential => Ok(None),
+            _ => Err(invalid_request("Code challenge is required.")),
+        };
+    };
+    let method = match request
+        .code_challenge_method
+        .as_deref()
+        .and_then(Method::parse)
+    {
+        Some(Method::Plain) if app.confidential => Method::Plain,
+        Some(Method::S256) => Method::S256,
+        _ => {
+            return Err(invalid_request(
+                "The code_challenge_method must be S256 (plain is accepted from confidential clients only).",
+            ));
+        }
+    };
+    if !pkce::is_valid_challenge(method, challenge) {
+        return Err(invalid_request("The code_challenge is malformed."));
+    }
+    Ok(Some((challenge.clone(), method)))
+}
+
+/// Whether the consent page can be skipped for a signed-in user: a trusted application, or
+/// a confidential one the user already granted these scopes.
+fn may_skip_consent(
+    conn: &mut DbConnection,
+    app: &ApplicationRow,
+    user_id: Option<i64>,
+    scopes: &ScopeSet,
+) -> Result<bool, AuthorizeError> {
+    let Some(user_id) = user_id else {
+        return Ok(app.trusted);
+    };
+    if app.trusted || !app.confidential {
+        return Ok(app.trusted);
+    }
+    already_granted(conn, user_id, app.id, scopes)
+        .map_err(|_| AuthorizeError::redirect(OAuthFailure::new(ErrorCode::ServerError)))
 }
 
 /// Whether the user holds a live (unrevoked, as doorkeeper's `matching_token_for`) token for
@@ -293,7 +332,7 @@ fn already_granted(
 pub fn issue_code(
     state: &AppState,
     conn: &mut DbConnection,
-    request: &pb::AuthorizationRequest,
+    request: &AuthorizationRequest,
     user_id: i64,
     auth_time: i64,
 ) -> Result<Result<String, AuthorizeError>, ServiceError> {
@@ -329,4 +368,61 @@ pub fn issue_code(
         },
     )?;
     Ok(Ok(code.expose().to_owned()))
+}
+
+/// An application a user has authorized, as the authorized-applications page lists it.
+#[derive(Debug)]
+pub struct Authorized {
+    /// The application.
+    pub application: ApplicationRow,
+    /// The union of its live tokens' scopes.
+    pub scopes: ScopeSet,
+    /// When the first of them was issued.
+    pub authorized_at: i64,
+}
+
+/// The applications holding live tokens of `user_id`.
+pub fn authorized_applications(
+    conn: &mut DbConnection,
+    user_id: i64,
+) -> Result<Vec<Authorized>, ServiceError> {
+    let mut by_app: BTreeMap<i64, (ScopeSet, i64)> = BTreeMap::new();
+    for (app_id, scopes, created_at) in db::grants::live_authorizations(conn, user_id)? {
+        let row = format!("of user {user_id} and application {app_id}");
+        let scopes = stored_scopes(&scopes, "access_tokens", row, "scopes")?;
+        let entry = by_app
+            .entry(app_id)
+            .or_insert((ScopeSet::default(), created_at));
+        for scope in scopes.iter() {
+            entry.0.insert(scope);
+        }
+        entry.1 = entry.1.min(created_at);
+    }
+    let mut list = Vec::with_capacity(by_app.len());
+    for (app_id, (scopes, authorized_at)) in by_app {
+        if let Some(application) = db::applications::find(conn, app_id)? {
+            list.push(Authorized {
+                application,
+                scopes,
+                authorized_at,
+            });
+        }
+    }
+    Ok(list)
+}
+
+/// Revokes everything `user_id` granted the application `client_id` (its codes and tokens).
+pub fn revoke_authorized(
+    conn: &mut DbConnection,
+    user_id: i64,
+    client_id: &str,
+    now: i64,
+) -> Result<(), ServiceError> {
+    db::write_transaction(conn, |conn| {
+        if let Some(app) = db::applications::find_by_uid(conn, client_id)? {
+            let revoked = db::grants::revoke_authorization(conn, user_id, app.id, now)?;
+            tracing::info!(target: "audit", event = "authorization_revoked", user_id, client_id = %app.uid, revoked_rows = revoked, "a user revoked an application");
+        }
+        Ok(())
+    })
 }

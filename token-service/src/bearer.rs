@@ -1,61 +1,50 @@
 //! Bearer-token checks for protected resources (`/api/v4/user`, userinfo, token info):
 //! signature, expiry, revocation and the user, through the validation cache.
 
-use doorward_proto::v1 as pb;
+use std::sync::Arc;
 
-use crate::error::ServiceError;
+use crate::error::{Outcome, ServiceError};
 use crate::state::AppState;
-use crate::validation::{self, reason};
+use crate::validation::{self, Inactive, ValidToken};
 
-use pb::BearerErrorKind as Kind;
-
-fn refuse(kind: Kind, required_scope: String) -> pb::authenticate_bearer_response::Result {
-    pb::authenticate_bearer_response::Result::Error(pb::BearerError {
-        kind: kind as i32,
-        required_scope,
-    })
+/// Why a bearer token does not open the resource.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BearerRefusal {
+    /// Malformed, not ours, unknown.
+    Invalid,
+    /// Past its `exp`.
+    Expired,
+    /// Revoked.
+    Revoked,
+    /// The resource is a user's, and the token has no (active) user.
+    NoResourceOwner,
+    /// The token has none of the scopes the resource accepts (space-separated here).
+    InsufficientScope(String),
 }
 
-/// Authenticates `request.access_token` for a resource needing one of `any_of_scopes`.
+/// Authenticates `access_token` for a resource needing one of `any_of_scopes` (any token
+/// when empty), and a user when `require_user`.
 ///
 /// The token is checked as `TokenValidation.Validate` checks it (`validation::check`): a
 /// token checked within `tokens.validation_cache_seconds` costs a hash and a lookup.
 pub async fn authenticate(
     state: &AppState,
-    request: pb::AuthenticateBearerRequest,
-) -> Result<pb::authenticate_bearer_response::Result, ServiceError> {
-    let valid = match validation::check(state, &request.access_token).await? {
-        Ok(valid) => valid,
-        Err(reason::EXPIRED) => return Ok(refuse(Kind::Expired, String::new())),
-        Err(reason::REVOKED) => return Ok(refuse(Kind::Revoked, String::new())),
-        Err(_) => return Ok(refuse(Kind::Invalid, String::new())),
+    access_token: &str,
+    require_user: bool,
+    any_of_scopes: &[String],
+) -> Result<Outcome<Arc<ValidToken>, BearerRefusal>, ServiceError> {
+    let refused = |refusal| Ok(Outcome::Refused(refusal));
+    let valid = match validation::check(state, access_token).await? {
+        Outcome::Done(valid) => valid,
+        Outcome::Refused(Inactive::Expired) => return refused(BearerRefusal::Expired),
+        Outcome::Refused(Inactive::Revoked) => return refused(BearerRefusal::Revoked),
+        Outcome::Refused(_) => return refused(BearerRefusal::Invalid),
     };
-    if request.require_user && (valid.user.is_none() || !valid.user_active) {
-        return Ok(refuse(Kind::NoResourceOwner, String::new()));
+    if require_user && (valid.user.is_none() || !valid.user_active) {
+        return refused(BearerRefusal::NoResourceOwner);
     }
-    if !request.any_of_scopes.is_empty()
-        && !request
-            .any_of_scopes
-            .iter()
-            .any(|s| valid.scopes.contains(s))
-    {
-        return Ok(refuse(
-            Kind::InsufficientScope,
-            request.any_of_scopes.join(" "),
-        ));
+    if !any_of_scopes.is_empty() && !any_of_scopes.iter().any(|s| valid.scopes.contains(s)) {
+        return refused(BearerRefusal::InsufficientScope(any_of_scopes.join(" ")));
     }
-    Ok(pb::authenticate_bearer_response::Result::Grant(
-        pb::BearerGrant {
-            token: Some(pb::TokenClaims {
-                jti: valid.jti.clone(),
-                subject: valid.subject.clone(),
-                client_id: valid.client_id.clone(),
-                scopes: valid.scopes.clone(),
-                issued_at: valid.issued_at,
-                expires_at: valid.expires_at,
-                user_id: valid.user_id,
-            }),
-            user: valid.user.clone(),
-        },
-    ))
+    Ok(Outcome::Done(valid))
 }

@@ -10,20 +10,19 @@
 //! Wrong user codes are counted per user and IP and per IP (SEC-DV-02); a success does not
 //! reset the counters.
 
+use diesel::Connection;
 use diesel::result::{DatabaseErrorKind, Error as DieselError};
-use doorward_proto::v1 as pb;
-use doorward_shared::ErrorCode;
 use doorward_shared::secret::random_token;
+use doorward_shared::{ErrorCode, GrantType, Secret};
 use hmac::{Hmac, Mac};
 use rand::Rng;
 use sha2::Sha256;
 
-use crate::clients;
-use crate::db::models::{DeviceGrantRow, NewDeviceGrant};
-use crate::db::{self, device_grants};
-use crate::error::{GrantError, OAuthFailure, ServiceError};
-use crate::grants;
-use crate::grpc::convert;
+use crate::clients::{self, ClientAuth};
+use crate::db::models::{ApplicationRow, DeviceGrantRow, NewDeviceGrant};
+use crate::db::{self, DbConnection, device_grants};
+use crate::error::{GrantError, OAuthFailure, Outcome, ServiceError};
+use crate::grants::rules;
 use crate::state::AppState;
 
 /// RFC 8628 §6.1: consonants only, no vowels (no words), no look-alikes.
@@ -69,91 +68,118 @@ pub fn user_code_hash(key: &[u8], normalized: &str) -> Vec<u8> {
     mac.finalize().into_bytes().to_vec()
 }
 
-/// `POST /oauth/authorize_device` (RFC 8628 §3.1-3.2).
+/// A started device authorization (RFC 8628 §3.2).
+#[derive(Debug)]
+pub struct DeviceAuthorization {
+    /// The device code, in plaintext (only its hash is stored).
+    pub device_code: Secret,
+    /// The user code, as shown: `XXXX-XXXX`.
+    pub user_code: String,
+    /// Seconds until both codes expire.
+    pub expires_in: i64,
+    /// Seconds the device waits between polls.
+    pub interval: i64,
+}
+
+/// A device authorization as the verification page shows it.
+#[derive(Debug)]
+pub struct Pending {
+    /// The application asking.
+    pub application: ApplicationRow,
+    /// The scopes it asks for.
+    pub scopes: Vec<String>,
+    /// When the user code expires.
+    pub expires_at: i64,
+    /// `pending`, `approved` or `denied`.
+    pub status: &'static str,
+}
+
+/// A user code as the signed-in user typed it on the verification page.
+#[derive(Debug)]
+pub struct UserCodeEntry {
+    /// What the user typed.
+    pub user_code: String,
+    /// The signed-in user.
+    pub user_id: i64,
+    /// The user's IP (wrong codes are counted per user and IP).
+    pub client_ip: String,
+}
+
+/// `POST /oauth/authorize_device` (RFC 8628 §3.1-3.2), under the client-authentication
+/// throttle as the token endpoint is.
 pub async fn start(
     state: &AppState,
-    request: pb::StartDeviceAuthorizationRequest,
-) -> Result<pb::DeviceAuthorization, GrantError> {
-    let client = request.client.clone();
-    let context = request.context.clone();
-    grants::client_auth_throttled(
-        state,
-        client.as_ref(),
-        context.as_ref(),
-        start_unthrottled(state, request),
-    )
+    client: Option<ClientAuth>,
+    client_ip: &str,
+    scope: Option<String>,
+) -> Result<DeviceAuthorization, GrantError> {
+    clients::throttled(state, client.as_ref(), client_ip, async {
+        let app = clients::authenticate_async(state, client.as_ref(), state.now()).await?;
+        rules::require_grant(&app, GrantType::DeviceCode)?;
+        let registered = rules::registered_scopes(&app)?;
+        let scopes = rules::resolve_scopes(scope.as_deref(), &registered)?;
+        let state2 = state.clone();
+        let authorization = state
+            .write(move |conn| store(&state2, conn, &app, &scopes.to_string()))
+            .await?;
+        Ok(authorization)
+    })
     .await
 }
 
-async fn start_unthrottled(
+/// Stores a new device authorization. A user code equal to another's (live or not yet
+/// cleaned up) is drawn again, in a savepoint of its own so that the batch goes on.
+fn store(
     state: &AppState,
-    request: pb::StartDeviceAuthorizationRequest,
-) -> Result<pb::DeviceAuthorization, GrantError> {
-    let state2 = state.clone();
-    state
-        .db(move |conn| {
-            let now = state2.now();
-            let app = clients::authenticate(&state2.clients, conn, request.client.as_ref(), now)?;
-            grants::require_grant(&app, doorward_shared::GrantType::DeviceCode)?;
-            let scopes = grants::resolve_scopes(request.scope.as_deref(), &app)?;
-            let scopes = scopes.to_string();
-            let ttl = state2.config.device.code_ttl_seconds;
-            let interval = state2.config.device.polling_interval_seconds;
-            // A user code equal to another's (live or not yet cleaned up) is drawn again.
-            for _ in 0..5 {
-                let device_code = random_token();
-                let user_code = generate_user_code();
-                let normalized = normalize_user_code(&user_code).unwrap_or_default();
-                let row = NewDeviceGrant {
-                    device_code_hash: device_code.sha256().to_vec(),
-                    user_code_hash: user_code_hash(&state2.refresh_derivation_key, &normalized),
-                    application_id: app.id,
-                    scopes: &scopes,
-                    status: device_grants::PENDING,
-                    polling_interval: interval,
-                    created_at: now,
-                    expires_at: now + ttl,
-                };
-                match device_grants::insert(conn, &row) {
-                    Ok(()) => {
-                        return Ok(pb::DeviceAuthorization {
-                            device_code: device_code.expose().to_owned(),
-                            user_code,
-                            expires_in: ttl,
-                            interval,
-                        });
-                    }
-                    Err(DieselError::DatabaseError(DatabaseErrorKind::UniqueViolation, _)) => {}
-                    Err(e) => return Err(ServiceError::from(e).into()),
-                }
+    conn: &mut DbConnection,
+    app: &ApplicationRow,
+    scopes: &str,
+) -> Result<DeviceAuthorization, ServiceError> {
+    let now = state.now();
+    let ttl = state.config.device.code_ttl_seconds;
+    let interval = state.config.device.polling_interval_seconds;
+    for _ in 0..5 {
+        let device_code = random_token();
+        let user_code = generate_user_code();
+        let normalized = normalize_user_code(&user_code).unwrap_or_default();
+        let row = NewDeviceGrant {
+            device_code_hash: device_code.sha256().to_vec(),
+            user_code_hash: user_code_hash(&state.refresh_derivation_key, &normalized),
+            application_id: app.id,
+            scopes,
+            status: device_grants::PENDING,
+            polling_interval: interval,
+            created_at: now,
+            expires_at: now + ttl,
+        };
+        match conn.transaction(|conn| device_grants::insert(conn, &row)) {
+            Ok(()) => {
+                return Ok(DeviceAuthorization {
+                    device_code,
+                    user_code,
+                    expires_in: ttl,
+                    interval,
+                });
             }
-            Err(ServiceError::from(DieselError::RollbackTransaction).into())
-        })
-        .await
-}
-
-fn lookup_error(code: ErrorCode, description: &'static str) -> pb::LookupUserCodeResponse {
-    pb::LookupUserCodeResponse {
-        result: Some(pb::lookup_user_code_response::Result::Error(
-            OAuthFailure::with(code, description).to_proto(),
-        )),
+            Err(DieselError::DatabaseError(DatabaseErrorKind::UniqueViolation, _)) => {}
+            Err(e) => return Err(e.into()),
+        }
     }
+    Err(DieselError::RollbackTransaction.into())
 }
 
-/// Where a user code stands, for the verification page.
-enum Found {
-    Pending(DeviceGrantRow),
-    Refused(pb::LookupUserCodeResponse),
+/// A refusal of the verification page.
+fn refused(code: ErrorCode, description: &'static str) -> Outcome<Pending> {
+    Outcome::Refused(OAuthFailure::with(code, description))
 }
 
 /// Finds a pending user code, counting wrong ones against the user and the IP.
 async fn find_pending(
     state: &AppState,
-    user_code: &str,
-    user_id: i64,
-    ip: &str,
-) -> Result<Found, ServiceError> {
+    entry: &UserCodeEntry,
+) -> Result<Outcome<DeviceGrantRow>, ServiceError> {
     let now = state.now();
+    let (ip, user_id) = (entry.client_ip.as_str(), entry.user_id);
     let account = format!("user:{user_id}");
     if let Err(retry_after) = state.device_throttle.check(&account, ip, now) {
         tracing::warn!(target: "audit", event = "user_code_throttled", client_ip = %ip, user_id, "too many wrong user codes");
@@ -162,13 +188,9 @@ async fn find_pending(
             "Too many wrong codes. Wait a little before you try again.",
         );
         failure.retry_after_seconds = retry_after;
-        return Ok(Found::Refused(pb::LookupUserCodeResponse {
-            result: Some(pb::lookup_user_code_response::Result::Error(
-                failure.to_proto(),
-            )),
-        }));
+        return Ok(Outcome::Refused(failure));
     }
-    let found = match normalize_user_code(user_code) {
+    let found = match normalize_user_code(&entry.user_code) {
         Some(normalized) => {
             let hash = user_code_hash(&state.refresh_derivation_key, &normalized);
             state
@@ -181,62 +203,63 @@ async fn find_pending(
     };
     let Some(row) = found else {
         state.device_throttle.record_failure(&account, ip, now);
-        return Ok(Found::Refused(lookup_error(
+        return Ok(Outcome::Refused(OAuthFailure::with(
             ErrorCode::InvalidGrant,
             "The user code is invalid.",
         )));
     };
-    if row.expires_at <= now {
-        return Ok(Found::Refused(lookup_error(
-            ErrorCode::ExpiredToken,
-            "The user code is expired. Start again on your device.",
-        )));
-    }
-    if row.status != device_grants::PENDING {
-        return Ok(Found::Refused(lookup_error(
-            ErrorCode::InvalidGrant,
-            "The user code has already been used. Start again on your device.",
-        )));
-    }
-    Ok(Found::Pending(row))
+    Ok(usable(row, now))
 }
 
-async fn pending_response(
+/// A found user code, if it can still be decided.
+fn usable(row: DeviceGrantRow, now: i64) -> Outcome<DeviceGrantRow> {
+    if row.expires_at <= now {
+        return Outcome::Refused(OAuthFailure::with(
+            ErrorCode::ExpiredToken,
+            "The user code is expired. Start again on your device.",
+        ));
+    }
+    if row.status != device_grants::PENDING {
+        return Outcome::Refused(OAuthFailure::with(
+            ErrorCode::InvalidGrant,
+            "The user code has already been used. Start again on your device.",
+        ));
+    }
+    Outcome::Done(row)
+}
+
+/// What the verification page shows of a pending authorization.
+async fn pending(
     state: &AppState,
     row: DeviceGrantRow,
-    status: &str,
-) -> Result<pb::LookupUserCodeResponse, ServiceError> {
+    status: &'static str,
+) -> Result<Outcome<Pending>, ServiceError> {
     let application_id = row.application_id;
     let app = state
         .db(move |conn| Ok::<_, ServiceError>(db::applications::find(conn, application_id)?))
         .await?;
-    let Some(app) = app else {
-        return Ok(lookup_error(
+    let Some(application) = app else {
+        return Ok(refused(
             ErrorCode::InvalidGrant,
             "The user code is invalid.",
         ));
     };
-    Ok(pb::LookupUserCodeResponse {
-        result: Some(pb::lookup_user_code_response::Result::Pending(
-            pb::PendingDeviceAuthorization {
-                application: Some(convert::application(&app)),
-                scopes: row.scopes.split_whitespace().map(str::to_owned).collect(),
-                expires_at: row.expires_at,
-                status: status.to_owned(),
-            },
-        )),
-    })
+    Ok(Outcome::Done(Pending {
+        application,
+        scopes: row.scopes.split_whitespace().map(str::to_owned).collect(),
+        expires_at: row.expires_at,
+        status,
+    }))
 }
 
 /// The verification page: what does this user code ask for?
 pub async fn lookup(
     state: &AppState,
-    request: pb::LookupUserCodeRequest,
-) -> Result<pb::LookupUserCodeResponse, ServiceError> {
-    let ip = request.context.map(|c| c.client_ip).unwrap_or_default();
-    match find_pending(state, &request.user_code, request.user_id, &ip).await? {
-        Found::Refused(response) => Ok(response),
-        Found::Pending(row) => pending_response(state, row, device_grants::PENDING).await,
+    entry: &UserCodeEntry,
+) -> Result<Outcome<Pending>, ServiceError> {
+    match find_pending(state, entry).await? {
+        Outcome::Refused(failure) => Ok(Outcome::Refused(failure)),
+        Outcome::Done(row) => pending(state, row, device_grants::PENDING).await,
     }
 }
 
@@ -244,22 +267,22 @@ pub async fn lookup(
 /// signed-in user; auth-web checks the session and CSRF).
 pub async fn decide(
     state: &AppState,
-    request: pb::DecideUserCodeRequest,
-) -> Result<pb::LookupUserCodeResponse, ServiceError> {
-    let ip = request.context.map(|c| c.client_ip).unwrap_or_default();
-    let row = match find_pending(state, &request.user_code, request.user_id, &ip).await? {
-        Found::Refused(response) => return Ok(response),
-        Found::Pending(row) => row,
+    entry: &UserCodeEntry,
+    approve: bool,
+) -> Result<Outcome<Pending>, ServiceError> {
+    let row = match find_pending(state, entry).await? {
+        Outcome::Refused(failure) => return Ok(Outcome::Refused(failure)),
+        Outcome::Done(row) => row,
     };
     let now = state.now();
-    let status = if request.approve {
+    let status = if approve {
         device_grants::APPROVED
     } else {
         device_grants::DENIED
     };
-    let (id, user_id) = (row.id, request.user_id);
+    let (id, user_id) = (row.id, entry.user_id);
     let recorded = state
-        .db(move |conn| {
+        .write(move |conn| {
             // The user must still be active when approving.
             let active = db::users::find(conn, user_id)?.is_some_and(|u| u.is_active());
             if !active {
@@ -269,13 +292,13 @@ pub async fn decide(
         })
         .await?;
     if !recorded {
-        return Ok(lookup_error(
+        return Ok(refused(
             ErrorCode::InvalidGrant,
             "The user code has already been used. Start again on your device.",
         ));
     }
     tracing::info!(target: "audit", event = "device_authorization_decided", device_grant_id = id, user_id, decision = status, "a device authorization was decided");
-    pending_response(state, row, status).await
+    pending(state, row, status).await
 }
 
 #[cfg(test)]

@@ -3,7 +3,6 @@
 
 use std::borrow::Cow;
 
-use doorward_proto::v1 as pb;
 use doorward_shared::ErrorCode;
 
 use crate::passwords::HashError;
@@ -46,15 +45,6 @@ impl OAuthFailure {
             format!("Missing required parameter: {parameter}."),
         )
     }
-
-    /// The proto form.
-    pub fn to_proto(&self) -> pb::OAuthError {
-        pb::OAuthError {
-            error: self.code.as_str().to_owned(),
-            error_description: self.description.to_string(),
-            retry_after_seconds: self.retry_after_seconds,
-        }
-    }
 }
 
 /// A failure of the service itself (not the client's fault).
@@ -81,6 +71,27 @@ pub enum ServiceError {
     /// Signing keys could not be read or made.
     #[error("signing keys: {0}")]
     Keys(#[from] crate::keys::KeyError),
+    /// A stored value does not parse: the row is named, and nothing is guessed for it.
+    #[error("stored row {table} {id}: {column} does not parse")]
+    Corrupt {
+        /// The table.
+        table: &'static str,
+        /// The row's key.
+        id: String,
+        /// The column.
+        column: &'static str,
+    },
+}
+
+impl ServiceError {
+    /// A stored value of `table`'s row `id` that does not parse.
+    pub fn corrupt(table: &'static str, id: impl ToString, column: &'static str) -> Self {
+        Self::Corrupt {
+            table,
+            id: id.to_string(),
+            column,
+        }
+    }
 }
 
 impl From<ServiceError> for tonic::Status {
@@ -119,5 +130,34 @@ impl From<OAuthFailure> for GrantError {
 impl<E: Into<ServiceError>> From<E> for GrantError {
     fn from(e: E) -> Self {
         Self::Service(e.into())
+    }
+}
+
+/// What a write transaction decided when both answers must commit: a refusal that leaves
+/// its traces (a burned code, a recorded poll, a revoked family) commits as surely as a
+/// grant does, so it travels in the `Ok` of the transaction and never rolls it back.
+#[derive(Debug)]
+pub enum Outcome<T, R = OAuthFailure> {
+    /// Done: the value the caller asked for.
+    Done(T),
+    /// Refused by a protocol rule, with what was written kept.
+    Refused(R),
+}
+
+impl<T, R> Outcome<T, R> {
+    /// The outcome as a `Result`, once the transaction has committed.
+    pub fn into_result(self) -> Result<T, R> {
+        match self {
+            Self::Done(value) => Ok(value),
+            Self::Refused(refusal) => Err(refusal),
+        }
+    }
+
+    /// Applies `f` to a `Done` value.
+    pub fn map<U>(self, f: impl FnOnce(T) -> U) -> Outcome<U, R> {
+        match self {
+            Self::Done(value) => Outcome::Done(f(value)),
+            Self::Refused(refusal) => Outcome::Refused(refusal),
+        }
     }
 }

@@ -1,7 +1,6 @@
 //! Minting: an access token (a signed JWT plus its row) and, when the grant calls for one,
 //! a refresh token stored as its SHA-256. Every grant ends here.
 
-use doorward_proto::v1 as pb;
 use doorward_shared::ScopeSet;
 use doorward_shared::Secret;
 use doorward_shared::secret::{random_token, time_ordered_id};
@@ -57,22 +56,38 @@ pub fn claims_for(state: &AppState, row: &AccessTokenRow, client_uid: &str) -> A
     }
 }
 
+/// The RFC 6749 §5.1 token response (its `token_type` is always `Bearer`).
+#[derive(Debug)]
+pub struct TokenResponse {
+    /// The signed access token.
+    pub access_token: String,
+    /// Seconds until it expires.
+    pub expires_in: i64,
+    /// The refresh token, in plaintext (only its hash is stored).
+    pub refresh_token: Option<Secret>,
+    /// The granted scopes, space-separated.
+    pub scope: String,
+    /// When the token was issued (GitLab's `created_at`).
+    pub created_at: i64,
+    /// The OpenID Connect id_token, when `openid` was granted to a user.
+    pub id_token: Option<String>,
+}
+
 /// The RFC 6749 §5.1 response for a stored row and its (plaintext) refresh token.
-pub fn token_set(
+pub fn token_response(
     state: &AppState,
     row: &AccessTokenRow,
     client_uid: &str,
-    refresh_token: Option<&Secret>,
+    refresh_token: Option<Secret>,
     now: i64,
-) -> Result<pb::TokenSet, ServiceError> {
+) -> Result<TokenResponse, ServiceError> {
     let access_token = state
         .keys
         .sign_access_token(&claims_for(state, row, client_uid))?;
-    Ok(pb::TokenSet {
+    Ok(TokenResponse {
         access_token,
-        token_type: "Bearer".into(),
         expires_in: (row.expires_at - now).max(0),
-        refresh_token: refresh_token.map(|r| r.expose().to_owned()),
+        refresh_token,
         scope: row.scopes.clone(),
         created_at: row.created_at,
         id_token: None,
@@ -136,12 +151,12 @@ impl Unsigned {
     }
 
     /// The token response: the signed access token, and an id_token when it is due.
-    pub fn sign(self, state: &AppState) -> Result<pb::TokenSet, ServiceError> {
-        let set = token_set(
+    pub fn sign(self, state: &AppState) -> Result<TokenResponse, ServiceError> {
+        let set = token_response(
             state,
             &self.row,
             &self.client_uid,
-            self.refresh_token.as_ref(),
+            self.refresh_token,
             self.now,
         )?;
         with_id_token(
@@ -233,13 +248,13 @@ pub fn prepare(state: &AppState, issue: &Issue<'_>, refresh: RefreshPlan, now: i
 /// exactly as the client sent it, and the e-mail claims when the `email` scope allows.
 pub fn with_id_token(
     state: &AppState,
-    mut set: pb::TokenSet,
+    mut set: TokenResponse,
     client_uid: &str,
     user: Option<&UserRow>,
     nonce: Option<&str>,
     auth_time: Option<i64>,
     now: i64,
-) -> Result<pb::TokenSet, ServiceError> {
+) -> Result<TokenResponse, ServiceError> {
     let Some(user) = user else {
         return Ok(set);
     };

@@ -2,18 +2,69 @@
 //! SEC-IR-01..03: callers authenticate; a client sees and revokes only its own tokens; every
 //! other case looks the same from outside (`{"active":false}`, or 200 without revoking).
 
-use doorward_proto::v1 as pb;
+use doorward_shared::ErrorCode;
 use doorward_shared::secret::sha256;
-use doorward_shared::{ErrorCode, ScopeSet};
 
-use crate::clients;
+use crate::clients::{self, ClientAuth};
 use crate::db::models::{AccessTokenRow, ApplicationRow};
 use crate::db::{self, DbConnection};
-use crate::error::{GrantError, OAuthFailure, ServiceError};
+use crate::error::{GrantError, OAuthFailure, Outcome, ServiceError};
+use crate::grants::rules;
 use crate::issuance::subject;
 use crate::keys::MAX_TOKEN_LEN;
 use crate::state::AppState;
-use crate::validation;
+use crate::validation::{self, Inactive};
+
+/// A revocation request (RFC 7009 §2.1).
+#[derive(Debug)]
+pub struct RevokeRequest {
+    /// The client's credentials, if it sent any.
+    pub client: Option<ClientAuth>,
+    /// The token to revoke.
+    pub token: String,
+    /// `token_type_hint`, not trusted.
+    pub token_type_hint: Option<String>,
+}
+
+/// An introspection request (RFC 7662 §2.1).
+#[derive(Debug)]
+pub struct IntrospectRequest {
+    /// The client's credentials, if it authenticates as a client.
+    pub client: Option<ClientAuth>,
+    /// The caller's own bearer token, if it authenticates with one.
+    pub caller_bearer_token: Option<String>,
+    /// The token asked about.
+    pub token: String,
+    /// `token_type_hint`, not trusted.
+    pub token_type_hint: Option<String>,
+}
+
+/// The RFC 7662 §2.2 answer; an inactive token says nothing else.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Introspection {
+    /// Whether the token is active for the caller.
+    pub active: bool,
+    /// Its scopes, space-separated.
+    pub scope: String,
+    /// Its client.
+    pub client_id: String,
+    /// Its user's username (empty for a client's own token).
+    pub username: String,
+    /// `Bearer` or `refresh_token`.
+    pub token_type: String,
+    /// Expiry.
+    pub exp: i64,
+    /// Issue time.
+    pub iat: i64,
+    /// Subject.
+    pub sub: String,
+    /// Audience.
+    pub aud: String,
+    /// Issuer.
+    pub iss: String,
+    /// Token id.
+    pub jti: String,
+}
 
 /// A presented token, as found in the database.
 enum Presented {
@@ -75,12 +126,12 @@ fn find(
 fn authenticate(
     state: &AppState,
     conn: &mut DbConnection,
-    client: Option<&pb::ClientAuthentication>,
+    client: Option<&ClientAuth>,
     now: i64,
-) -> Result<Result<ApplicationRow, OAuthFailure>, ServiceError> {
+) -> Result<Outcome<ApplicationRow>, ServiceError> {
     match clients::authenticate(&state.clients, conn, client, now) {
-        Ok(app) => Ok(Ok(app)),
-        Err(GrantError::OAuth(failure)) => Ok(Err(failure)),
+        Ok(app) => Ok(Outcome::Done(app)),
+        Err(GrantError::OAuth(failure)) => Ok(Outcome::Refused(failure)),
         Err(GrantError::Service(err)) => Err(err),
     }
 }
@@ -90,19 +141,19 @@ fn authenticate(
 pub fn revoke(
     state: &AppState,
     conn: &mut DbConnection,
-    request: &pb::RevokeRequest,
-) -> Result<Result<(), OAuthFailure>, ServiceError> {
+    request: &RevokeRequest,
+) -> Result<Outcome<()>, ServiceError> {
     let now = state.now();
     // GitLab: an unauthenticated revocation is refused with 403.
     let Some(client) = request.client.as_ref() else {
-        return Ok(Err(OAuthFailure::with(
+        return Ok(Outcome::Refused(OAuthFailure::with(
             ErrorCode::UnauthorizedClient,
             "You are not authorized to revoke this token",
         )));
     };
     let app = match authenticate(state, conn, Some(client), now)? {
-        Ok(app) => app,
-        Err(failure) => return Ok(Err(failure)),
+        Outcome::Done(app) => app,
+        Outcome::Refused(failure) => return Ok(Outcome::Refused(failure)),
     };
     db::write_transaction(conn, |conn| {
         let Some(found) = find(
@@ -113,11 +164,11 @@ pub fn revoke(
             now,
         )?
         else {
-            return Ok(Ok(()));
+            return Ok(Outcome::Done(()));
         };
         // SEC-IR-03: another client's token is left alone, and the answer is the same.
         if found.row().application_id != app.id {
-            return Ok(Ok(()));
+            return Ok(Outcome::Done(()));
         }
         let revoked = match (&found, found.row().family_id.as_deref()) {
             (Presented::Refresh(_), Some(family_id)) => {
@@ -127,7 +178,7 @@ pub fn revoke(
             _ => db::tokens::revoke(conn, &found.row().jti, now)?,
         };
         tracing::info!(target: "audit", event = "token_revoked", client_id = %app.uid, jti = %found.row().jti, revoked_rows = revoked, "a client revoked a token");
-        Ok(Ok(()))
+        Ok(Outcome::Done(()))
     })
 }
 
@@ -135,9 +186,9 @@ pub fn revoke(
 fn caller(
     state: &AppState,
     conn: &mut DbConnection,
-    request: &pb::IntrospectRequest,
+    request: &IntrospectRequest,
     now: i64,
-) -> Result<Result<i64, OAuthFailure>, ServiceError> {
+) -> Result<Outcome<i64>, ServiceError> {
     let refused = || {
         OAuthFailure::with(
             ErrorCode::InvalidClient,
@@ -146,27 +197,24 @@ fn caller(
     };
     if let Some(bearer) = request.caller_bearer_token.as_deref() {
         if bearer == request.token {
-            return Ok(Err(refused()));
+            return Ok(Outcome::Refused(refused()));
         }
         let Ok(claims) = state.keys.verify_access_token(bearer, now) else {
-            return Ok(Err(refused()));
+            return Ok(Outcome::Refused(refused()));
         };
         return Ok(match db::tokens::find(conn, &claims.jti)? {
-            Some(row) if row.revoked_at.is_none() => Ok(row.application_id),
-            _ => Err(refused()),
+            Some(row) if row.revoked_at.is_none() => Outcome::Done(row.application_id),
+            _ => Outcome::Refused(refused()),
         });
     }
     if request.client.is_none() {
-        return Ok(Err(refused()));
+        return Ok(Outcome::Refused(refused()));
     }
     Ok(authenticate(state, conn, request.client.as_ref(), now)?.map(|app| app.id))
 }
 
-fn inactive() -> pb::TokenIntrospection {
-    pb::TokenIntrospection {
-        active: false,
-        ..Default::default()
-    }
+fn inactive() -> Outcome<Introspection> {
+    Outcome::Done(Introspection::default())
 }
 
 /// `introspect` for the common case, without leaving the request's task when the caller's
@@ -175,8 +223,8 @@ fn inactive() -> pb::TokenIntrospection {
 /// which `introspect` answers.
 pub async fn introspect_access_token(
     state: &AppState,
-    request: &pb::IntrospectRequest,
-) -> Result<Option<Result<pb::TokenIntrospection, OAuthFailure>>, ServiceError> {
+    request: &IntrospectRequest,
+) -> Result<Option<Outcome<Introspection>>, ServiceError> {
     let looks_like_jwt = request.token.bytes().filter(|b| *b == b'.').count() == 2;
     if request.caller_bearer_token.is_some()
         || request.client.is_none()
@@ -188,21 +236,19 @@ pub async fn introspect_access_token(
     let now = state.now();
     let app = match clients::authenticate_async(state, request.client.as_ref(), now).await {
         Ok(app) => app,
-        Err(GrantError::OAuth(failure)) => return Ok(Some(Err(failure))),
+        Err(GrantError::OAuth(failure)) => return Ok(Some(Outcome::Refused(failure))),
         Err(GrantError::Service(err)) => return Err(err),
     };
     let valid = match validation::check(state, &request.token).await? {
-        Ok(valid) => valid,
-        Err(validation::reason::EXPIRED | validation::reason::REVOKED) => {
-            return Ok(Some(Ok(inactive())));
-        }
-        Err(_) => return Ok(None),
+        Outcome::Done(valid) => valid,
+        Outcome::Refused(Inactive::Expired | Inactive::Revoked) => return Ok(Some(inactive())),
+        Outcome::Refused(_) => return Ok(None),
     };
     // SEC-IR-02: another client's token, or a blocked user's, is simply inactive.
     if valid.client_id != app.uid || !valid.user_active {
-        return Ok(Some(Ok(inactive())));
+        return Ok(Some(inactive()));
     }
-    Ok(Some(Ok(pb::TokenIntrospection {
+    Ok(Some(Outcome::Done(Introspection {
         active: true,
         scope: valid.scopes.join(" "),
         client_id: valid.client_id.clone(),
@@ -226,12 +272,12 @@ pub async fn introspect_access_token(
 pub fn introspect(
     state: &AppState,
     conn: &mut DbConnection,
-    request: &pb::IntrospectRequest,
-) -> Result<Result<pb::TokenIntrospection, OAuthFailure>, ServiceError> {
+    request: &IntrospectRequest,
+) -> Result<Outcome<Introspection>, ServiceError> {
     let now = state.now();
     let caller_app = match caller(state, conn, request, now)? {
-        Ok(app) => app,
-        Err(failure) => return Ok(Err(failure)),
+        Outcome::Done(app) => app,
+        Outcome::Refused(failure) => return Ok(Outcome::Refused(failure)),
     };
     let Some(found) = find(
         state,
@@ -241,11 +287,11 @@ pub fn introspect(
         now,
     )?
     else {
-        return Ok(Ok(inactive()));
+        return Ok(inactive());
     };
     let row = found.row();
     if row.application_id != caller_app || row.revoked_at.is_some() {
-        return Ok(Ok(inactive()));
+        return Ok(inactive());
     }
     let tokens = &state.config.tokens;
     let (active, scopes, exp, token_type) = match &found {
@@ -269,21 +315,22 @@ pub fn introspect(
         }
     };
     if !active {
-        return Ok(Ok(inactive()));
+        return Ok(inactive());
     }
     let Some(app) = db::applications::find(conn, row.application_id)? else {
-        return Ok(Ok(inactive()));
+        return Ok(inactive());
     };
     let username = match row.user_id {
         Some(id) => match db::users::find(conn, id)? {
             Some(user) if user.is_active() => user.username,
-            _ => return Ok(Ok(inactive())),
+            _ => return Ok(inactive()),
         },
         None => String::new(),
     };
-    Ok(Ok(pb::TokenIntrospection {
+    let scope = rules::stored_scopes(&scopes, "access_tokens", &row.jti, "scopes")?;
+    Ok(Outcome::Done(Introspection {
         active: true,
-        scope: ScopeSet::parse(&scopes).unwrap_or_default().to_string(),
+        scope: scope.to_string(),
         client_id: app.uid.clone(),
         username,
         token_type: token_type.to_owned(),

@@ -15,6 +15,7 @@ use doorward_shared::secret::random_bytes;
 use tokio::net::TcpListener;
 use tonic::service::interceptor::InterceptedService;
 
+use crate::clients::cache::CallerCache;
 use crate::db;
 use crate::error::ServiceError;
 use crate::grpc::applications::ApplicationsImpl;
@@ -22,13 +23,13 @@ use crate::grpc::authorizations::AuthorizationsImpl;
 use crate::grpc::caller::{Audience, CallerCheck};
 use crate::grpc::device_authorizations::DeviceAuthorizationsImpl;
 use crate::grpc::token_service::TokenServiceImpl;
-use crate::grpc::token_validation::{CallerCache, TokenValidationImpl};
+use crate::grpc::token_validation::TokenValidationImpl;
 use crate::grpc::users::UsersImpl;
 use crate::keys::KeyRing;
 use crate::passwords::PasswordHasher;
 use crate::state::AppState;
 use crate::throttle::SignInThrottle;
-use crate::validation::ValidationCache;
+use crate::validation::cache::ValidationCache;
 
 /// Largest gRPC message accepted (SEC-DS-05): token requests are small.
 const MAX_MESSAGE_BYTES: usize = 256 * 1024;
@@ -93,7 +94,7 @@ pub async fn open_state(config: Config, clock: SharedClock) -> anyhow::Result<Ap
     let writer = db::writer::Writer::start(pool.clone(), writers, checkpoints)
         .context("could not start the database writer")?;
     Ok(AppState {
-        clients: Arc::new(crate::clients::ApplicationCache::new(
+        clients: Arc::new(crate::clients::cache::ApplicationCache::new(
             config.tokens.client_cache_seconds,
         )),
         writer,

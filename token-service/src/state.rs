@@ -11,7 +11,7 @@ use crate::error::ServiceError;
 use crate::keys::KeyRing;
 use crate::passwords::PasswordHasher;
 use crate::throttle::SignInThrottle;
-use crate::validation::ValidationCache;
+use crate::validation::cache::ValidationCache;
 
 /// Shared state of the token service.
 #[derive(Clone)]
@@ -36,12 +36,12 @@ pub struct AppState {
     pub refresh_derivation_key: Arc<Vec<u8>>,
     /// Tokens `TokenValidation.Validate` checked recently (see `validation`).
     pub validation_cache: Arc<ValidationCache>,
-    /// Application records read recently (see `clients::ApplicationCache`).
-    pub clients: Arc<crate::clients::ApplicationCache>,
+    /// Application records read recently (see `clients::cache`).
+    pub clients: Arc<crate::clients::cache::ApplicationCache>,
     /// The grants' batched write transactions (see `db::writer`).
     pub writer: crate::db::writer::Writer,
-    /// Resource servers that authenticated recently (see `grpc::token_validation`).
-    pub caller_cache: Arc<crate::grpc::token_validation::CallerCache>,
+    /// Resource servers that authenticated recently (see `clients::cache`).
+    pub caller_cache: Arc<crate::clients::cache::CallerCache>,
     /// Whether the refresh and code grants read their row on the pool before the writer
     /// (SQLite: its single writer thread is the bottleneck, and reads are in-process) or
     /// inside the write transaction (PostgreSQL: every statement is a round trip, and a

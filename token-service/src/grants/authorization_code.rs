@@ -4,53 +4,45 @@
 //! (SEC-PK-03) and concurrent attempts cannot both win (SEC-TK-04); presenting a used code
 //! revokes everything it produced (SEC-TK-03).
 
-use doorward_proto::v1 as pb;
-use doorward_shared::{ErrorCode, ScopeSet, Secret};
+use doorward_shared::{ErrorCode, Secret};
 
-use crate::clients;
 use crate::db::models::{AccessGrantRow, ApplicationRow, UserRow};
 use crate::db::{self, DbConnection};
-use crate::error::{GrantError, OAuthFailure, ServiceError};
-use crate::issuance;
+use crate::error::{GrantError, OAuthFailure, Outcome, ServiceError};
+use crate::issuance::{self, TokenResponse, Unsigned};
 use crate::pkce::{self, Method};
 use crate::state::AppState;
 
-pub async fn exchange(
-    state: &AppState,
-    request: pb::ExchangeRequest,
-) -> Result<pb::TokenSet, GrantError> {
-    let now = state.now();
-    let app = clients::authenticate_async(state, request.client.as_ref(), now).await?;
-    super::require_grant(&app, doorward_shared::GrantType::AuthorizationCode)?;
-    let code = request
-        .code
-        .filter(|c| !c.is_empty())
-        .map(Secret::new)
-        .ok_or_else(|| OAuthFailure::missing("code"))?;
-    let redirect_uri = request
-        .redirect_uri
-        .filter(|r| !r.is_empty())
-        .ok_or_else(|| OAuthFailure::missing("redirect_uri"))?;
-    let verifier = request.code_verifier;
-    if !state.read_before_write {
-        let state2 = state.clone();
-        let outcome = state
-            .write(move |conn| {
-                redeem(
-                    &state2,
-                    conn,
-                    &app,
-                    &code,
-                    &redirect_uri,
-                    verifier.as_deref(),
-                    now,
-                )
-            })
-            .await?;
-        return Ok(outcome?.sign(state)?);
+use super::granting::Granting;
+use super::rules::{self, invalid_grant};
+
+/// `grant_type=authorization_code` and its parameters.
+#[derive(Debug)]
+pub struct AuthorizationCodeGrant {
+    /// `code`.
+    pub code: Secret,
+    /// `redirect_uri`, which must equal the authorization request's.
+    pub redirect_uri: String,
+    /// PKCE `code_verifier` (RFC 7636 §4.5), if sent.
+    pub code_verifier: Option<Secret>,
+}
+
+impl AuthorizationCodeGrant {
+    /// Redeems the code: on SQLite the code is read beside the writer first
+    /// (`AppState::read_before_write`), on PostgreSQL inside the write transaction.
+    pub async fn apply(self, granting: Granting<'_>) -> Result<TokenResponse, GrantError> {
+        let Granting { state, app, .. } = granting;
+        let now = state.now();
+        if !state.read_before_write {
+            let state2 = state.clone();
+            let outcome = state
+                .write(move |conn| redeem(&state2, conn, &app, &self, now))
+                .await?;
+            return Ok(outcome.into_result()?.sign(state)?);
+        }
+        let read = read(state, &self.code).await?;
+        finish(state, app, self, read, now).await
     }
-    let read = read(state, &code).await?;
-    finish(state, app, code, redirect_uri, verifier, read, now).await
 }
 
 /// A code's row and its user, as read before the writer.
@@ -72,57 +64,50 @@ async fn read(state: &AppState, code: &Secret) -> Result<Read, ServiceError> {
 async fn finish(
     state: &AppState,
     app: ApplicationRow,
-    code: Secret,
-    redirect_uri: String,
-    verifier: Option<String>,
+    request: AuthorizationCodeGrant,
     read: Read,
     now: i64,
-) -> Result<pb::TokenSet, GrantError> {
-    let invalid = super::invalid_grant;
+) -> Result<TokenResponse, GrantError> {
     let Some((grant, user)) = read else {
-        return Err(invalid().into());
+        return Err(invalid_grant().into());
     };
     // A code its user revoked (authorized-applications page) is simply invalid; a revocation
     // is final, so a read made before the writer cannot be wrong about it.
     if grant.revoked_at.is_some() {
-        return Err(invalid().into());
+        return Err(invalid_grant().into());
     }
     let state2 = state.clone();
-    // Ok carries refusals too: a burned code and a replay's revocations must commit.
     let outcome = state
         .write(move |conn| {
             if grant.used_at.is_none() && db::grants::consume(conn, grant.id, now)? {
                 // Burned by this request. What the read showed cannot have changed since,
                 // except the user's state, which is probed again.
-                let checked = check_burned(
-                    &app,
-                    &grant,
-                    &redirect_uri,
-                    verifier.as_deref(),
-                    user.as_ref(),
-                    now,
-                );
-                return match checked {
-                    Err(refusal) => Ok(Err(refusal)),
-                    Ok(user) if db::users::is_active(conn, user.id)? => {
-                        Ok(Ok(mint(&state2, conn, &app, &grant, user, now)?))
-                    }
-                    Ok(_) => Ok(Err(invalid())),
-                };
+                return redeem_burned(&state2, conn, &app, &grant, &request, user.as_ref(), now);
             }
             // Used before, or claimed or revoked since the read: decide on fresh reads.
-            redeem(
-                &state2,
-                conn,
-                &app,
-                &code,
-                &redirect_uri,
-                verifier.as_deref(),
-                now,
-            )
+            redeem(&state2, conn, &app, &request, now)
         })
         .await?;
-    Ok(outcome?.sign(state)?)
+    Ok(outcome.into_result()?.sign(state)?)
+}
+
+/// The code was read before the writer and burned by this request: checks it and mints.
+fn redeem_burned(
+    state: &AppState,
+    conn: &mut DbConnection,
+    app: &ApplicationRow,
+    grant: &AccessGrantRow,
+    request: &AuthorizationCodeGrant,
+    user: Option<&UserRow>,
+    now: i64,
+) -> Result<Outcome<Unsigned>, ServiceError> {
+    match check_burned(app, grant, request, user, now) {
+        Err(refusal) => Ok(Outcome::Refused(refusal)),
+        Ok(user) if db::users::is_active(conn, user.id)? => {
+            Ok(Outcome::Done(mint(state, conn, app, grant, user, now)?))
+        }
+        Ok(_) => Ok(Outcome::Refused(invalid_grant())),
+    }
 }
 
 /// The whole redemption on fresh reads, inside the writer's transaction.
@@ -130,18 +115,15 @@ fn redeem(
     state: &AppState,
     conn: &mut DbConnection,
     app: &ApplicationRow,
-    code: &Secret,
-    redirect_uri: &str,
-    verifier: Option<&str>,
+    request: &AuthorizationCodeGrant,
     now: i64,
-) -> Result<Result<issuance::Unsigned, OAuthFailure>, ServiceError> {
-    let invalid = super::invalid_grant;
-    let Some(grant) = db::grants::find_by_code_hash(conn, &code.sha256())? else {
-        return Ok(Err(invalid()));
+) -> Result<Outcome<Unsigned>, ServiceError> {
+    let Some(grant) = db::grants::find_by_code_hash(conn, &request.code.sha256())? else {
+        return Ok(Outcome::Refused(invalid_grant()));
     };
     // A code its user revoked (authorized-applications page) is simply invalid.
     if grant.revoked_at.is_some() {
-        return Ok(Err(invalid()));
+        return Ok(Outcome::Refused(invalid_grant()));
     }
     if !db::grants::consume(conn, grant.id, now)? {
         // RFC 6749 §4.1.2: a second use revokes every token minted from the code.
@@ -154,12 +136,12 @@ fn redeem(
             revoked_rows = revoked,
             "a used authorization code was presented again; its tokens are revoked"
         );
-        return Ok(Err(invalid()));
+        return Ok(Outcome::Refused(invalid_grant()));
     }
     let user = db::users::find(conn, grant.user_id)?;
-    match check_burned(app, &grant, redirect_uri, verifier, user.as_ref(), now) {
-        Ok(user) => Ok(Ok(mint(state, conn, app, &grant, user, now)?)),
-        Err(refusal) => Ok(Err(refusal)),
+    match check_burned(app, &grant, request, user.as_ref(), now) {
+        Ok(user) => Ok(Outcome::Done(mint(state, conn, app, &grant, user, now)?)),
+        Err(refusal) => Ok(Outcome::Refused(refusal)),
     }
 }
 
@@ -168,19 +150,18 @@ fn redeem(
 fn check_burned<'u>(
     app: &ApplicationRow,
     grant: &AccessGrantRow,
-    redirect_uri: &str,
-    verifier: Option<&str>,
+    request: &AuthorizationCodeGrant,
     user: Option<&'u UserRow>,
     now: i64,
 ) -> Result<&'u UserRow, OAuthFailure> {
-    let invalid = super::invalid_grant;
     if grant.application_id != app.id || grant.expires_at <= now {
-        return Err(invalid());
+        return Err(invalid_grant());
     }
     // RFC 6749 §4.1.3: identical to the redirect URI of the authorization request.
-    if grant.redirect_uri != redirect_uri {
-        return Err(invalid());
+    if grant.redirect_uri != request.redirect_uri {
+        return Err(invalid_grant());
     }
+    let verifier = request.code_verifier.as_ref().map(Secret::expose);
     let challenge = grant.code_challenge.as_deref().zip(
         grant
             .code_challenge_method
@@ -203,7 +184,7 @@ fn check_burned<'u>(
         ));
     }
     // SEC-TK-09: the user must still be active.
-    user.filter(|u| u.is_active()).ok_or_else(invalid)
+    user.filter(|u| u.is_active()).ok_or_else(invalid_grant)
 }
 
 /// Stores the token of a burned, checked code.
@@ -214,8 +195,8 @@ fn mint(
     grant: &AccessGrantRow,
     user: &UserRow,
     now: i64,
-) -> Result<issuance::Unsigned, ServiceError> {
-    let scopes = ScopeSet::parse(&grant.scopes).unwrap_or_default();
+) -> Result<Unsigned, ServiceError> {
+    let scopes = rules::stored_scopes(&grant.scopes, "access_grants", grant.id, "scopes")?;
     let issue = issuance::Issue {
         app,
         user: Some(user),
@@ -224,7 +205,7 @@ fn mint(
         nonce: grant.nonce.as_deref(),
         auth_time: grant.auth_time,
     };
-    issuance::mint(state, conn, &issue, super::refresh_plan_for(app), now)
+    issuance::mint(state, conn, &issue, rules::refresh_plan_for(app), now)
 }
 
 #[cfg(test)]
@@ -301,21 +282,17 @@ mod tests {
         scratch: &Scratch,
         code: &Secret,
         read: Read,
-    ) -> Result<pb::TokenSet, GrantError> {
+    ) -> Result<TokenResponse, GrantError> {
         let state = &scratch.state;
-        finish(
-            state,
-            scratch.app.clone(),
-            code.clone(),
-            REDIRECT.into(),
-            None,
-            read,
-            state.now(),
-        )
-        .await
+        let request = AuthorizationCodeGrant {
+            code: code.clone(),
+            redirect_uri: REDIRECT.into(),
+            code_verifier: None,
+        };
+        finish(state, scratch.app.clone(), request, read, state.now()).await
     }
 
-    fn refused(result: Result<pb::TokenSet, GrantError>) -> ErrorCode {
+    fn refused(result: Result<TokenResponse, GrantError>) -> ErrorCode {
         match result {
             Err(GrantError::OAuth(failure)) => failure.code,
             other => panic!("expected a refusal, got {other:?}"),

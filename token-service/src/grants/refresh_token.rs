@@ -11,18 +11,28 @@
 //! - Presenting a rotated token outside that rule (after the window, or after its successor
 //!   was itself used, or an older generation) revokes the whole family.
 
-use doorward_proto::v1 as pb;
 use doorward_shared::secret::base64url;
 use doorward_shared::{ErrorCode, ScopeSet, Secret};
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
-use crate::clients;
 use crate::db::models::{AccessTokenRow, ApplicationRow, UserRow};
 use crate::db::{self, DbConnection};
-use crate::error::{GrantError, OAuthFailure, ServiceError};
-use crate::issuance::{self, RefreshPlan};
+use crate::error::{GrantError, OAuthFailure, Outcome, ServiceError};
+use crate::issuance::{self, RefreshPlan, TokenResponse, Unsigned};
 use crate::state::AppState;
+
+use super::granting::Granting;
+use super::rules::{self, invalid_grant};
+
+/// `grant_type=refresh_token` and its parameters.
+#[derive(Debug)]
+pub struct RefreshTokenGrant {
+    /// `refresh_token`.
+    pub refresh_token: Secret,
+    /// `scope`, as sent: at most the refresh token's own (RFC 6749 §6).
+    pub scope: Option<String>,
+}
 
 /// The successor of refresh token `presented`: HMAC-SHA-256 under the server's derivation
 /// key. Deterministic, so a retry within the grace window yields the same value.
@@ -34,28 +44,26 @@ pub fn derive_successor_refresh_token(key: &[u8], presented: &str) -> Secret {
     Secret::new(base64url(&mac.finalize().into_bytes()))
 }
 
-pub async fn exchange(
-    state: &AppState,
-    request: pb::ExchangeRequest,
-) -> Result<pb::TokenSet, GrantError> {
-    let now = state.now();
-    let app = clients::authenticate_async(state, request.client.as_ref(), now).await?;
-    super::require_grant(&app, doorward_shared::GrantType::RefreshToken)?;
-    let presented = request
-        .refresh_token
-        .filter(|t| !t.is_empty())
-        .map(Secret::new)
-        .ok_or_else(|| OAuthFailure::missing("refresh_token"))?;
-    if !state.read_before_write {
-        let state2 = state.clone();
-        let scope = request.scope;
-        let outcome = state
-            .write(move |conn| rotate(&state2, conn, &app, &presented, scope.as_deref(), now))
-            .await?;
-        return Ok(outcome?.sign(state)?);
+impl RefreshTokenGrant {
+    /// Rotates the refresh token: on SQLite its row is read beside the writer first
+    /// (`AppState::read_before_write`), on PostgreSQL inside the write transaction.
+    pub async fn apply(self, granting: Granting<'_>) -> Result<TokenResponse, GrantError> {
+        let Granting { state, app, .. } = granting;
+        let now = state.now();
+        let Self {
+            refresh_token: presented,
+            scope,
+        } = self;
+        if !state.read_before_write {
+            let state2 = state.clone();
+            let outcome = state
+                .write(move |conn| rotate(&state2, conn, &app, &presented, scope.as_deref(), now))
+                .await?;
+            return Ok(outcome.into_result()?.sign(state)?);
+        }
+        let read = read(state, &presented).await?;
+        finish(state, app, presented, scope, read, now).await
     }
-    let read = read(state, &presented).await?;
-    finish(state, app, presented, request.scope, read, now).await
 }
 
 /// A refresh token's row and its user, as read before the writer.
@@ -81,25 +89,25 @@ async fn finish(
     requested_scope: Option<String>,
     read: Read,
     now: i64,
-) -> Result<pb::TokenSet, GrantError> {
+) -> Result<TokenResponse, GrantError> {
     // No row: nothing to claim or revoke.
     let Some((row, user)) = read else {
-        return Err(super::invalid_grant().into());
+        return Err(invalid_grant().into());
     };
-    let rotation = match assess(
+    let assessment = assess(
         state,
         &app,
         &row,
         user.as_ref(),
         requested_scope.as_deref(),
         now,
-    )? {
+    )?;
+    let rotation = match assessment.into_result()? {
         Assessment::Rotate(rotation) => Some(rotation),
         Assessment::Rotated => None,
     };
     let state2 = state.clone();
-    // The closure's Ok carries refusals too: a reuse refusal must commit the family
-    // revocation it made.
+    // A reuse refusal commits the family revocation it made (`Outcome`).
     let outcome = state
         .write(move |conn| match rotation {
             Some(rotation) => rotate_as_read(
@@ -123,7 +131,7 @@ async fn finish(
             ),
         })
         .await?;
-    Ok(outcome?.sign(state)?)
+    Ok(outcome.into_result()?.sign(state)?)
 }
 
 /// What a refresh token's row allows.
@@ -141,8 +149,8 @@ struct Rotation {
     family_created_at: i64,
 }
 
-/// The checks on a refresh token's row and user, in doorkeeper's order; `Err` is the
-/// refusal. Reads nothing and writes nothing.
+/// The checks on a refresh token's row and user, in doorkeeper's order. Reads nothing and
+/// writes nothing; a stored scope that does not parse is the service's failure.
 fn assess(
     state: &AppState,
     app: &ApplicationRow,
@@ -150,30 +158,31 @@ fn assess(
     user: Option<&UserRow>,
     requested_scope: Option<&str>,
     now: i64,
-) -> Result<Assessment, OAuthFailure> {
+) -> Result<Outcome<Assessment>, ServiceError> {
+    let refused = |failure| Ok(Outcome::Refused(failure));
     let tokens = &state.config.tokens;
     // RFC 6749 §6 / SEC-RT-05: bound to the client it was issued to.
     if row.application_id != app.id || row.revoked_at.is_some() {
-        return Err(super::invalid_grant());
+        return refused(invalid_grant());
     }
     let (Some(family_id), Some(family_created_at)) = (row.family_id.clone(), row.family_created_at)
     else {
-        return Err(super::invalid_grant());
+        return refused(invalid_grant());
     };
     // SEC-TK-09: the user must still be active.
     if row.user_id.is_some() && !user.is_some_and(UserRow::is_active) {
-        return Err(super::invalid_grant());
+        return refused(invalid_grant());
     }
     // SEC-RT-06: the family's absolute age, which rotation does not extend.
     if now - family_created_at >= tokens.refresh_max_age_seconds {
-        return Err(expired());
+        return refused(expired());
     }
     if row.refresh_rotated_at.is_some() {
-        return Ok(Assessment::Rotated);
+        return Ok(Outcome::Done(Assessment::Rotated));
     }
     // SEC-RT-06: idle expiry of an unused refresh token.
     if now - row.created_at >= tokens.refresh_idle_ttl_seconds {
-        return Err(expired());
+        return refused(expired());
     }
     // RFC 6749 §6: the refresh token's own scope bounds the request, and passes on
     // unchanged to the successor even when this access token is narrower.
@@ -181,22 +190,31 @@ fn assess(
         .refresh_scopes
         .clone()
         .unwrap_or_else(|| row.scopes.clone());
-    let granted = ScopeSet::parse(&refresh_scopes).unwrap_or_default();
-    let scopes = match requested_scope.map(str::trim).filter(|s| !s.is_empty()) {
-        None => granted,
-        // Narrowing is allowed, widening is not (RFC 6749 §6).
-        Some(value) => match ScopeSet::parse(value) {
-            Ok(requested) if !requested.is_empty() && requested.is_subset_of(&granted) => requested,
-            Ok(_) => return Err(OAuthFailure::new(ErrorCode::InvalidScope)),
-            Err(e) => return Err(super::scope_failure(e)),
-        },
+    let granted =
+        rules::stored_scopes(&refresh_scopes, "access_tokens", &row.jti, "refresh_scopes")?;
+    let scopes = match narrowed(requested_scope, granted) {
+        Ok(scopes) => scopes,
+        Err(failure) => return refused(failure),
     };
-    Ok(Assessment::Rotate(Rotation {
+    Ok(Outcome::Done(Assessment::Rotate(Rotation {
         scopes,
         refresh_scopes,
         family_id,
         family_created_at,
-    }))
+    })))
+}
+
+/// The scopes a refresh asks for: all of the refresh token's (`granted`) when it names
+/// none; narrowing is allowed, widening is not (RFC 6749 §6).
+fn narrowed(requested: Option<&str>, granted: ScopeSet) -> Result<ScopeSet, OAuthFailure> {
+    let Some(value) = requested.map(str::trim).filter(|s| !s.is_empty()) else {
+        return Ok(granted);
+    };
+    match ScopeSet::parse(value) {
+        Ok(requested) if !requested.is_empty() && requested.is_subset_of(&granted) => Ok(requested),
+        Ok(_) => Err(OAuthFailure::new(ErrorCode::InvalidScope)),
+        Err(e) => Err(rules::scope_failure(e)),
+    }
 }
 
 fn expired() -> OAuthFailure {
@@ -217,7 +235,7 @@ fn rotate_as_read(
     presented: &Secret,
     requested_scope: Option<&str>,
     now: i64,
-) -> Result<Result<issuance::Unsigned, OAuthFailure>, ServiceError> {
+) -> Result<Outcome<Unsigned>, ServiceError> {
     db::tokens::lock_family(conn, &rotation.family_id)?;
     let still_active = match row.user_id {
         Some(id) => db::users::is_active(conn, id)?,
@@ -225,7 +243,7 @@ fn rotate_as_read(
     };
     let successor_jti = doorward_shared::secret::time_ordered_id();
     if still_active && db::tokens::claim_refresh(conn, &row.jti, &successor_jti, now)? {
-        return Ok(Ok(mint_successor(
+        return Ok(Outcome::Done(mint_successor(
             state,
             conn,
             app,
@@ -249,29 +267,29 @@ fn rotate(
     presented: &Secret,
     requested_scope: Option<&str>,
     now: i64,
-) -> Result<Result<issuance::Unsigned, OAuthFailure>, ServiceError> {
+) -> Result<Outcome<Unsigned>, ServiceError> {
     let Some(found) = db::tokens::find_by_refresh_hash(conn, &presented.sha256())? else {
-        return Ok(Err(super::invalid_grant()));
+        return Ok(Outcome::Refused(invalid_grant()));
     };
     // Everything below runs with the family locked, on a fresh read of the row.
     if let Some(family_id) = &found.family_id {
         db::tokens::lock_family(conn, family_id)?;
     }
     let Some(mut row) = db::tokens::find(conn, &found.jti)? else {
-        return Ok(Err(super::invalid_grant()));
+        return Ok(Outcome::Refused(invalid_grant()));
     };
     let user = match row.user_id {
         Some(id) => db::users::find(conn, id)?,
         None => None,
     };
-    let assessment = match assess(state, app, &row, user.as_ref(), requested_scope, now) {
-        Ok(assessment) => assessment,
-        Err(refusal) => return Ok(Err(refusal)),
+    let assessment = match assess(state, app, &row, user.as_ref(), requested_scope, now)? {
+        Outcome::Done(assessment) => assessment,
+        Outcome::Refused(refusal) => return Ok(Outcome::Refused(refusal)),
     };
     if let Assessment::Rotate(rotation) = assessment {
         let successor_jti = doorward_shared::secret::time_ordered_id();
         if db::tokens::claim_refresh(conn, &row.jti, &successor_jti, now)? {
-            return Ok(Ok(mint_successor(
+            return Ok(Outcome::Done(mint_successor(
                 state,
                 conn,
                 app,
@@ -288,18 +306,18 @@ fn rotate(
         match db::tokens::find(conn, &row.jti)? {
             // Revoked meanwhile (not rotated): nothing was reused.
             Some(current) if current.revoked_at.is_some() => {
-                return Ok(Err(super::invalid_grant()));
+                return Ok(Outcome::Refused(invalid_grant()));
             }
             Some(current) => row = current,
-            None => return Ok(Err(super::invalid_grant())),
+            None => return Ok(Outcome::Refused(invalid_grant())),
         }
     }
     let Some(family_id) = row.family_id.clone() else {
-        return Ok(Err(super::invalid_grant()));
+        return Ok(Outcome::Refused(invalid_grant()));
     };
 
     if let Some(again) = grace_retry(state, conn, app, &row, presented, now)? {
-        return Ok(Ok(again));
+        return Ok(Outcome::Done(again));
     }
     // SEC-RT-02: reuse of a rotated token revokes the family.
     let revoked = db::tokens::revoke_family(conn, &family_id, now)?;
@@ -311,7 +329,7 @@ fn rotate(
         revoked_rows = revoked,
         "a rotated refresh token was presented again; its family is revoked"
     );
-    Ok(Err(super::invalid_grant()))
+    Ok(Outcome::Refused(invalid_grant()))
 }
 
 /// Stores the successor of `row`, which this transaction has just claimed.
@@ -326,7 +344,7 @@ fn mint_successor(
     successor_jti: String,
     presented: &Secret,
     now: i64,
-) -> Result<issuance::Unsigned, ServiceError> {
+) -> Result<Unsigned, ServiceError> {
     let refresh_token =
         derive_successor_refresh_token(&state.refresh_derivation_key, presented.expose());
     // The successor descends from the same code, if any (RFC 6749 §4.1.2 replay).
@@ -363,7 +381,7 @@ fn grace_retry(
     row: &AccessTokenRow,
     presented: &Secret,
     now: i64,
-) -> Result<Option<issuance::Unsigned>, ServiceError> {
+) -> Result<Option<Unsigned>, ServiceError> {
     let Some(rotated_at) = row.refresh_rotated_at else {
         return Ok(None);
     };
@@ -385,7 +403,7 @@ fn grace_retry(
         Some(id) => db::users::find(conn, id)?,
         None => None,
     };
-    Ok(Some(issuance::Unsigned::stored(
+    Ok(Some(Unsigned::stored(
         successor,
         &app.uid,
         refresh_token,
@@ -423,7 +441,7 @@ mod tests {
             })
             .await
             .unwrap();
-        Secret::new(unsigned.sign(&state).unwrap().refresh_token.unwrap())
+        unsigned.sign(&state).unwrap().refresh_token.unwrap()
     }
 
     async fn stored(scratch: &Scratch, presented: &Secret) -> AccessTokenRow {
@@ -448,7 +466,7 @@ mod tests {
             .await as usize
     }
 
-    fn refused(result: Result<pb::TokenSet, GrantError>) -> ErrorCode {
+    fn refused(result: Result<TokenResponse, GrantError>) -> ErrorCode {
         match result {
             Err(GrantError::OAuth(failure)) => failure.code,
             other => panic!("expected a refusal, got {other:?}"),

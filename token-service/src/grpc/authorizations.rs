@@ -1,16 +1,11 @@
 //! `doorward.v1.Authorizations`: the checks and codes behind auth-web's consent pages, and
 //! the user's list of authorized applications.
 
-use std::collections::BTreeMap;
-
 use doorward_proto::v1 as pb;
-use doorward_shared::ScopeSet;
 use tonic::{Request, Response, Status};
 
 use super::convert;
 use crate::authorize;
-use crate::db;
-use crate::error::ServiceError;
 use crate::state::AppState;
 
 /// The tonic service.
@@ -32,7 +27,7 @@ impl pb::authorizations_server::Authorizations for AuthorizationsImpl {
         request: Request<pb::PreAuthorizeRequest>,
     ) -> Result<Response<pb::PreAuthorizeResponse>, Status> {
         let r = request.into_inner();
-        let auth_request = r.request.unwrap_or_default();
+        let auth_request = convert::authorization_request(r.request.unwrap_or_default());
         let outcome = self
             .state
             .db(move |conn| authorize::pre_authorize(conn, &auth_request, r.user_id))
@@ -43,7 +38,7 @@ impl pb::authorizations_server::Authorizations for AuthorizationsImpl {
                 scopes: pre.scopes.names(),
                 skip_consent: pre.skip_consent,
             }),
-            Err(err) => pb::pre_authorize_response::Result::Error(err.to_proto()),
+            Err(err) => pb::pre_authorize_response::Result::Error(convert::authorize_error(&err)),
         };
         Ok(Response::new(pb::PreAuthorizeResponse {
             result: Some(result),
@@ -55,7 +50,7 @@ impl pb::authorizations_server::Authorizations for AuthorizationsImpl {
         request: Request<pb::IssueCodeRequest>,
     ) -> Result<Response<pb::IssueCodeResponse>, Status> {
         let r = request.into_inner();
-        let auth_request = r.request.unwrap_or_default();
+        let auth_request = convert::authorization_request(r.request.unwrap_or_default());
         let state = self.state.clone();
         let outcome = self
             .state
@@ -65,7 +60,7 @@ impl pb::authorizations_server::Authorizations for AuthorizationsImpl {
             .await?;
         let result = match outcome {
             Ok(code) => pb::issue_code_response::Result::Code(code),
-            Err(err) => pb::issue_code_response::Result::Error(err.to_proto()),
+            Err(err) => pb::issue_code_response::Result::Error(convert::authorize_error(&err)),
         };
         Ok(Response::new(pb::IssueCodeResponse {
             result: Some(result),
@@ -77,34 +72,18 @@ impl pb::authorizations_server::Authorizations for AuthorizationsImpl {
         request: Request<pb::ListAuthorizedApplicationsRequest>,
     ) -> Result<Response<pb::ListAuthorizedApplicationsResponse>, Status> {
         let user_id = request.into_inner().user_id;
-        let applications = self
+        let authorized = self
             .state
-            .db(move |conn| {
-                // Per application: the union of the live tokens' scopes, and the first grant.
-                let mut by_app: BTreeMap<i64, (ScopeSet, i64)> = BTreeMap::new();
-                for (app_id, scopes, created_at) in db::grants::live_authorizations(conn, user_id)?
-                {
-                    let entry = by_app
-                        .entry(app_id)
-                        .or_insert((ScopeSet::default(), created_at));
-                    for scope in ScopeSet::parse(&scopes).unwrap_or_default().iter() {
-                        entry.0.insert(scope);
-                    }
-                    entry.1 = entry.1.min(created_at);
-                }
-                let mut list = Vec::with_capacity(by_app.len());
-                for (app_id, (scopes, authorized_at)) in by_app {
-                    if let Some(app) = db::applications::find(conn, app_id)? {
-                        list.push(pb::AuthorizedApplication {
-                            application: Some(convert::application(&app)),
-                            scopes: scopes.names(),
-                            authorized_at,
-                        });
-                    }
-                }
-                Ok::<_, ServiceError>(list)
-            })
+            .db(move |conn| authorize::authorized_applications(conn, user_id))
             .await?;
+        let applications = authorized
+            .into_iter()
+            .map(|authorized| pb::AuthorizedApplication {
+                application: Some(convert::application(&authorized.application)),
+                scopes: authorized.scopes.names(),
+                authorized_at: authorized.authorized_at,
+            })
+            .collect();
         Ok(Response::new(pb::ListAuthorizedApplicationsResponse {
             applications,
         }))
@@ -115,18 +94,9 @@ impl pb::authorizations_server::Authorizations for AuthorizationsImpl {
         request: Request<pb::RevokeAuthorizedApplicationRequest>,
     ) -> Result<Response<pb::Empty>, Status> {
         let r = request.into_inner();
-        let state = self.state.clone();
+        let now = self.state.now();
         self.state
-            .db(move |conn| {
-                let now = state.now();
-                db::write_transaction(conn, |conn| {
-                    if let Some(app) = db::applications::find_by_uid(conn, &r.client_id)? {
-                        let revoked = db::grants::revoke_authorization(conn, r.user_id, app.id, now)?;
-                        tracing::info!(target: "audit", event = "authorization_revoked", user_id = r.user_id, client_id = %app.uid, revoked_rows = revoked, "a user revoked an application");
-                    }
-                    Ok::<_, ServiceError>(())
-                })
-            })
+            .db(move |conn| authorize::revoke_authorized(conn, r.user_id, &r.client_id, now))
             .await?;
         Ok(Response::new(pb::Empty {}))
     }

@@ -4,7 +4,8 @@ use doorward_proto::v1 as pb;
 use pb::token_service_server::TokenService;
 use tonic::{Request, Response, Status};
 
-use crate::error::GrantError;
+use crate::error::{GrantError, Outcome};
+use crate::grpc::convert;
 use crate::state::AppState;
 use crate::{bearer, grants, lifecycle};
 
@@ -30,11 +31,15 @@ impl TokenService for TokenServiceImpl {
         // Logged only when it is one we know: the value is the client's and may be anything.
         let grant_type = doorward_shared::GrantType::from_wire(&request.grant_type)
             .map_or("(other)", doorward_shared::GrantType::registration_name);
-        let result = match grants::exchange(&self.state, request).await {
-            Ok(tokens) => pb::exchange_response::Result::Tokens(tokens),
+        let outcome = match convert::token_request(request) {
+            Ok(request) => grants::exchange(&self.state, request).await,
+            Err(failure) => Err(failure.into()),
+        };
+        let result = match outcome {
+            Ok(tokens) => pb::exchange_response::Result::Tokens(convert::token_set(tokens)),
             Err(GrantError::OAuth(failure)) => {
                 tracing::info!(grant_type = %grant_type, error = %failure.code, "token request refused");
-                pb::exchange_response::Result::Error(failure.to_proto())
+                pb::exchange_response::Result::Error(convert::oauth_error(&failure))
             }
             Err(GrantError::Service(err)) => return Err(err.into()),
         };
@@ -47,15 +52,22 @@ impl TokenService for TokenServiceImpl {
         &self,
         request: Request<pb::RevokeRequest>,
     ) -> Result<Response<pb::RevokeResponse>, Status> {
-        let request = request.into_inner();
+        let r = request.into_inner();
+        let request = lifecycle::RevokeRequest {
+            client: r.client.map(convert::client_auth),
+            token: r.token,
+            token_type_hint: r.token_type_hint,
+        };
         let state = self.state.clone();
         let outcome = self
             .state
             .db(move |conn| lifecycle::revoke(&state, conn, &request))
             .await?;
         let result = match outcome {
-            Ok(()) => pb::revoke_response::Result::Revoked(pb::Empty {}),
-            Err(failure) => pb::revoke_response::Result::Error(failure.to_proto()),
+            Outcome::Done(()) => pb::revoke_response::Result::Revoked(pb::Empty {}),
+            Outcome::Refused(failure) => {
+                pb::revoke_response::Result::Error(convert::oauth_error(&failure))
+            }
         };
         Ok(Response::new(pb::RevokeResponse {
             result: Some(result),
@@ -66,7 +78,13 @@ impl TokenService for TokenServiceImpl {
         &self,
         request: Request<pb::IntrospectRequest>,
     ) -> Result<Response<pb::IntrospectResponse>, Status> {
-        let request = request.into_inner();
+        let r = request.into_inner();
+        let request = lifecycle::IntrospectRequest {
+            client: r.client.map(convert::client_auth),
+            caller_bearer_token: r.caller_bearer_token,
+            token: r.token,
+            token_type_hint: r.token_type_hint,
+        };
         let outcome = match lifecycle::introspect_access_token(&self.state, &request).await? {
             Some(outcome) => outcome,
             None => {
@@ -77,8 +95,12 @@ impl TokenService for TokenServiceImpl {
             }
         };
         let result = match outcome {
-            Ok(introspection) => pb::introspect_response::Result::Introspection(introspection),
-            Err(failure) => pb::introspect_response::Result::Error(failure.to_proto()),
+            Outcome::Done(introspection) => pb::introspect_response::Result::Introspection(
+                convert::introspection(introspection),
+            ),
+            Outcome::Refused(failure) => {
+                pb::introspect_response::Result::Error(convert::oauth_error(&failure))
+            }
         };
         Ok(Response::new(pb::IntrospectResponse {
             result: Some(result),
@@ -89,9 +111,16 @@ impl TokenService for TokenServiceImpl {
         &self,
         request: Request<pb::AuthenticateBearerRequest>,
     ) -> Result<Response<pb::AuthenticateBearerResponse>, Status> {
-        let result = bearer::authenticate(&self.state, request.into_inner()).await?;
+        let r = request.into_inner();
+        let outcome = bearer::authenticate(
+            &self.state,
+            &r.access_token,
+            r.require_user,
+            &r.any_of_scopes,
+        )
+        .await?;
         Ok(Response::new(pb::AuthenticateBearerResponse {
-            result: Some(result),
+            result: Some(convert::bearer_result(outcome)),
         }))
     }
 

@@ -9,9 +9,7 @@
 //! `tokens.validation_cache_seconds`, like the tokens it validates, so the hot path reads no
 //! database.
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::Mutex;
 
 use base64::Engine;
 use doorward_proto::v1 as pb;
@@ -22,40 +20,10 @@ use tonic::{Request, Response, Status};
 use crate::clients;
 use crate::error::{GrantError, ServiceError};
 use crate::grpc::caller::Caller;
+use crate::grpc::convert;
 use crate::listener::Peer;
 use crate::state::AppState;
 use crate::validation;
-
-/// Most callers remembered at once (resource servers are few; the bound is for attackers).
-const CALLER_CACHE_ENTRIES: usize = 1_024;
-
-/// Resource servers that authenticated recently: SHA-256 of the presented credential ->
-/// when it was checked.
-#[derive(Default)]
-pub struct CallerCache {
-    callers: Mutex<HashMap<[u8; 32], i64>>,
-}
-
-impl CallerCache {
-    fn fresh(&self, key: &[u8; 32], now: i64, fresh_for: i64) -> bool {
-        let callers = match self.callers.lock() {
-            Ok(guard) => guard,
-            Err(poisoned) => poisoned.into_inner(),
-        };
-        callers.get(key).is_some_and(|at| now - at < fresh_for)
-    }
-
-    fn remember(&self, key: [u8; 32], now: i64) {
-        let mut callers = match self.callers.lock() {
-            Ok(guard) => guard,
-            Err(poisoned) => poisoned.into_inner(),
-        };
-        if callers.len() >= CALLER_CACHE_ENTRIES {
-            callers.clear();
-        }
-        callers.insert(key, now);
-    }
-}
 
 /// The `TokenValidation` service.
 #[derive(Clone)]
@@ -120,17 +88,16 @@ async fn authenticate_caller(
         return Err(unauthenticated());
     };
     let ip = remote.map(|a| a.ip().to_string()).unwrap_or_default();
-    let account = crate::grants::throttle_account(&client_id);
+    let account = clients::throttle_account(&client_id);
     if state.client_throttle.check(&account, &ip, now).is_err() {
         tracing::warn!(target: "audit", event = "client_authentication_throttled", client_ip = %ip, "too many failed resource-server authentications");
         return Err(Status::unauthenticated(
             "Too many failed authentications. Try again later.",
         ));
     }
-    let client = pb::ClientAuthentication {
+    let client = clients::ClientAuth {
         client_id: client_id.clone(),
-        client_secret: Some(client_secret),
-        ..Default::default()
+        secret: Some(doorward_shared::Secret::new(client_secret)),
     };
     let authenticated = match clients::authenticate_async(state, Some(&client), now).await {
         // Only confidential applications have credentials to present.
@@ -165,10 +132,10 @@ impl pb::token_validation_server::TokenValidation for TokenValidationImpl {
         )
         .await?;
         let r = request.into_inner();
-        let answer = validation::validate(&self.state, &r.token, &r.required_scopes)
+        let outcome = validation::validate(&self.state, &r.token, &r.required_scopes)
             .await
             .map_err(|e: ServiceError| Status::from(e))?;
-        Ok(Response::new(answer))
+        Ok(Response::new(convert::validate_response(outcome)))
     }
 }
 

@@ -89,7 +89,7 @@ impl pb::users_server::Users for UsersImpl {
                 pb::authenticate_password_response::Result::User(convert::user(&user))
             }
             Err(GrantError::OAuth(f)) => {
-                pb::authenticate_password_response::Result::Error(f.to_proto())
+                pb::authenticate_password_response::Result::Error(convert::oauth_error(&f))
             }
             Err(GrantError::Service(e)) => return Err(e.into()),
         };

@@ -1,18 +1,29 @@
 //! Client authentication (RFC 6749 §2.3): a confidential client proves itself with its
 //! secret, compared as SHA-256 in constant time (SEC-TK-02); a public client sends only its
-//! `client_id`. Unknown clients take the same path against a dummy hash.
+//! `client_id`. Unknown clients take the same path against a dummy hash. Failures count in
+//! the client-authentication throttle (SEC-RL-03).
 
-use std::collections::HashMap;
-use std::sync::Mutex;
+pub mod cache;
 
-use doorward_proto::v1 as pb;
-use doorward_shared::ErrorCode;
 use doorward_shared::secret::{constant_time_eq, sha256};
+use doorward_shared::{ErrorCode, Secret};
 
+use crate::db::DbConnection;
 use crate::db::models::ApplicationRow;
-use crate::db::{self, DbConnection};
 use crate::error::{GrantError, OAuthFailure, ServiceError};
 use crate::state::AppState;
+
+pub use cache::{ApplicationCache, CallerCache};
+
+/// The credentials a client sent (HTTP Basic or the request body; auth-web has already
+/// refused a request that used both).
+#[derive(Debug, Clone)]
+pub struct ClientAuth {
+    /// `client_id`.
+    pub client_id: String,
+    /// `client_secret`, if one was sent.
+    pub secret: Option<Secret>,
+}
 
 /// Compared against when the client is unknown, so that the failure takes as long.
 const DUMMY_HASH: [u8; 32] = [0u8; 32];
@@ -39,78 +50,8 @@ fn invalid_client() -> OAuthFailure {
     OAuthFailure::new(ErrorCode::InvalidClient)
 }
 
-/// Application records recently read, by client id: cached in-process with bounded
-/// staleness, so that the hot path need not read the application on every request
-/// (ARCHITECTURE.md, `clients.rs`; `client_cache_seconds` in docs/configuration.md). A
-/// record is used for `tokens.client_cache_seconds` after it was read; this process
-/// forgets a record at once when it changes or deletes it (`forget`), other processes'
-/// changes arrive within that time. The secret is still checked on every request, against the cached hashes.
-pub struct ApplicationCache {
-    ttl: i64,
-    entries: Mutex<HashMap<String, (ApplicationRow, i64)>>,
-}
-
-/// Most records kept; past it the cache starts over (client ids are few; this bounds a
-/// flood of distinct valid ids).
-const CACHE_ENTRIES: usize = 10_000;
-
-impl ApplicationCache {
-    /// A cache that keeps records `ttl` seconds (0: none).
-    pub fn new(ttl: i64) -> Self {
-        Self {
-            ttl,
-            entries: Mutex::new(HashMap::new()),
-        }
-    }
-
-    fn entries(&self) -> std::sync::MutexGuard<'_, HashMap<String, (ApplicationRow, i64)>> {
-        self.entries
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-    }
-
-    /// The record of `uid` if it was read less than `ttl` seconds ago.
-    pub fn get(&self, uid: &str, now: i64) -> Option<ApplicationRow> {
-        let entries = self.entries();
-        let (row, read_at) = entries.get(uid)?;
-        (now >= *read_at && now - *read_at < self.ttl).then(|| row.clone())
-    }
-
-    fn put(&self, row: &ApplicationRow, now: i64) {
-        if self.ttl <= 0 {
-            return;
-        }
-        let mut entries = self.entries();
-        if entries.len() >= CACHE_ENTRIES {
-            entries.clear();
-        }
-        entries.insert(row.uid.clone(), (row.clone(), now));
-    }
-
-    /// Forgets `uid` (its record changed or is gone).
-    pub fn forget(&self, uid: &str) {
-        self.entries().remove(uid);
-    }
-
-    /// Reads the record of `uid` and keeps it.
-    pub fn read(
-        &self,
-        conn: &mut DbConnection,
-        uid: &str,
-        now: i64,
-    ) -> diesel::QueryResult<Option<ApplicationRow>> {
-        let row = db::applications::find_by_uid(conn, uid)?;
-        if let Some(row) = &row {
-            self.put(row, now);
-        }
-        Ok(row)
-    }
-}
-
-/// The client id of `client`, if it could name an application.
-fn client_id(
-    client: Option<&pb::ClientAuthentication>,
-) -> Result<&pb::ClientAuthentication, OAuthFailure> {
+/// The credentials of `client`, if they could name an application.
+fn named(client: Option<&ClientAuth>) -> Result<&ClientAuth, OAuthFailure> {
     // No client id contains NUL (PostgreSQL text cannot even hold one).
     client
         .filter(|c| !c.client_id.is_empty() && !c.client_id.contains('\0'))
@@ -126,10 +67,10 @@ fn client_id(
 pub fn authenticate(
     cache: &ApplicationCache,
     conn: &mut DbConnection,
-    client: Option<&pb::ClientAuthentication>,
+    client: Option<&ClientAuth>,
     now: i64,
 ) -> Result<ApplicationRow, GrantError> {
-    let client = client_id(client)?;
+    let client = named(client)?;
     if let Some(app) = cached(cache, client, now) {
         return Ok(app);
     }
@@ -141,10 +82,10 @@ pub fn authenticate(
 /// task; otherwise the record is read on the blocking pool.
 pub async fn authenticate_async(
     state: &AppState,
-    client: Option<&pb::ClientAuthentication>,
+    client: Option<&ClientAuth>,
     now: i64,
 ) -> Result<ApplicationRow, GrantError> {
-    let client = client_id(client)?;
+    let client = named(client)?;
     if let Some(app) = cached(&state.clients, client, now) {
         return Ok(app);
     }
@@ -154,6 +95,49 @@ pub async fn authenticate_async(
         .db(move |conn| Ok::<_, ServiceError>(state2.clients.read(conn, &uid, now)?))
         .await?;
     Ok(check(app, client, now)?)
+}
+
+/// Runs `work` (which authenticates `client`) under the client-authentication throttle
+/// (SEC-RL-03): a client that presents a secret and failed too often from `client_ip` is
+/// refused with 429 before `work` runs, and a failure of `work` with `invalid_client` is
+/// counted. Only failures count, so a busy client with many requests in flight is never
+/// throttled (parallel guesses can overshoot the limit by the number in flight; with
+/// 256-bit secrets this is defence in depth). Used by the token endpoint and the device
+/// authorization endpoint.
+pub async fn throttled<T>(
+    state: &AppState,
+    client: Option<&ClientAuth>,
+    client_ip: &str,
+    work: impl std::future::Future<Output = Result<T, GrantError>>,
+) -> Result<T, GrantError> {
+    let secret_holder = client
+        .filter(|c| c.secret.is_some())
+        .map(|c| throttle_account(&c.client_id));
+    if let Some(holder) = &secret_holder
+        && let Err(retry_after) = state.client_throttle.check(holder, client_ip, state.now())
+    {
+        tracing::warn!(target: "audit", event = "client_authentication_throttled", client_ip = %client_ip, "too many failed client authentications");
+        let mut failure = OAuthFailure::with(
+            ErrorCode::InvalidClient,
+            "Too many failed client authentications. Try again later.",
+        );
+        failure.retry_after_seconds = retry_after;
+        return Err(failure.into());
+    }
+    let result = work.await;
+    if let Some(holder) = &secret_holder
+        && matches!(&result, Err(GrantError::OAuth(f)) if f.code == ErrorCode::InvalidClient)
+    {
+        state
+            .client_throttle
+            .record_failure(holder, client_ip, state.now());
+    }
+    result
+}
+
+/// The client-authentication throttle's "account" for a client_id.
+pub fn throttle_account(client_id: &str) -> String {
+    format!("client:{client_id}")
 }
 
 /// A token insert that failed because its application is gone (deleted by another process
@@ -170,28 +154,28 @@ pub fn application_gone(state: &AppState, uid: &str, err: ServiceError) -> Grant
 }
 
 /// The cached record of `client`'s application, if it accepts `client`'s credentials.
-fn cached(
-    cache: &ApplicationCache,
-    client: &pb::ClientAuthentication,
-    now: i64,
-) -> Option<ApplicationRow> {
+fn cached(cache: &ApplicationCache, client: &ClientAuth, now: i64) -> Option<ApplicationRow> {
     check(Some(cache.get(&client.client_id, now)?), client, now).ok()
 }
 
 /// Checks `client`'s credentials against its application's record (`None`: unknown).
 fn check(
     app: Option<ApplicationRow>,
-    client: &pb::ClientAuthentication,
+    client: &ClientAuth,
     now: i64,
 ) -> Result<ApplicationRow, OAuthFailure> {
     let Some(app) = app else {
-        if let Some(secret) = &client.client_secret {
-            let _ = constant_time_eq(&sha256(secret.as_bytes()), &DUMMY_HASH);
+        if let Some(secret) = &client.secret {
+            let _ = constant_time_eq(&sha256(secret.expose().as_bytes()), &DUMMY_HASH);
         }
         return Err(invalid_client());
     };
     // A blank secret is no secret: public clients that send `id:` in Basic are accepted.
-    let secret = client.client_secret.as_deref().filter(|s| !s.is_empty());
+    let secret = client
+        .secret
+        .as_ref()
+        .map(Secret::expose)
+        .filter(|s| !s.is_empty());
     match (secret, app.confidential) {
         (Some(secret), true) if secret_matches(&app, secret, now) => Ok(app),
         // A public client authenticates with its client_id alone; one that sends a secret
@@ -228,7 +212,7 @@ mod tests {
     #[test]
     fn sec_tk_02_secrets_are_compared_as_hashes_in_constant_time() {
         // The comparison goes through `subtle` (via `constant_time_eq`); no `==` on hashes.
-        let source = include_str!("clients.rs");
+        let source = include_str!("mod.rs");
         let code = &source[..source.find("#[cfg(test)]").unwrap_or(source.len())];
         assert!(code.contains("constant_time_eq(&presented, stored)"));
         assert!(!code.contains("== stored") && !code.contains("secret_hash =="));

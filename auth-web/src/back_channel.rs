@@ -4,6 +4,7 @@
 
 use actix_web::{HttpRequest, web};
 use doorward_proto::v1 as pb;
+use doorward_shared::ErrorCode;
 
 use crate::client_auth;
 use crate::error::{Challenge, OAuthError};
@@ -19,7 +20,7 @@ pub fn back_channel_answer<T>(
         Some(Ok(value)) => Ok(value),
         Some(Err(error)) => {
             let mut err = OAuthError::from_proto(error);
-            if err.code == "invalid_client" && used_basic {
+            if err.code == ErrorCode::InvalidClient && used_basic {
                 err = err.challenge(Challenge::Basic);
             }
             Err(err)

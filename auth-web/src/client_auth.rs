@@ -143,7 +143,11 @@ mod tests {
                 .insert_header((header::AUTHORIZATION, header_value))
                 .to_http_request();
             let err = extract(&req, &Params::default()).unwrap_err();
-            assert_eq!(err.code, "invalid_client", "{header_value}");
+            assert_eq!(
+                err.code,
+                doorward_shared::ErrorCode::InvalidClient,
+                "{header_value}"
+            );
             assert_eq!(err.challenge, Challenge::Basic);
         }
     }

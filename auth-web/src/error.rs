@@ -24,7 +24,7 @@ pub enum Challenge {
 #[derive(Debug, Clone)]
 pub struct OAuthError {
     /// The code.
-    pub code: String,
+    pub code: ErrorCode,
     /// The description.
     pub description: String,
     /// The HTTP status.
@@ -41,12 +41,62 @@ pub const UNAVAILABLE_RETRY_AFTER_SECONDS: u32 = 1;
 
 /// The status RFC 6749 §5.2 (and doorkeeper) give a code: 401 for client authentication
 /// failures, 503/500 for our own trouble, 400 otherwise.
-pub fn status_for(code: &str) -> StatusCode {
+pub fn status_for(code: ErrorCode) -> StatusCode {
     match code {
-        "invalid_client" | "unauthorized_client" => StatusCode::UNAUTHORIZED,
-        "temporarily_unavailable" => StatusCode::SERVICE_UNAVAILABLE,
-        "server_error" => StatusCode::INTERNAL_SERVER_ERROR,
+        ErrorCode::InvalidClient | ErrorCode::UnauthorizedClient => StatusCode::UNAUTHORIZED,
+        ErrorCode::TemporarilyUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+        ErrorCode::ServerError => StatusCode::INTERNAL_SERVER_ERROR,
         _ => StatusCode::BAD_REQUEST,
+    }
+}
+
+/// A code token-service sent as text. It only sends codes of [`ErrorCode`]; anything else
+/// means the two services disagree (a version skew), which is our fault, not the client's.
+pub fn wire_code(code: &str) -> ErrorCode {
+    ErrorCode::parse(code).unwrap_or_else(|| {
+        tracing::warn!(
+            code,
+            "token-service sent an unknown error code; answering server_error"
+        );
+        ErrorCode::ServerError
+    })
+}
+
+/// What a failed token-service call (a gRPC status, never a refusal carried as data) means
+/// to the browser or client: JSON endpoints and pages both decide by this, so that they
+/// cannot drift apart.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UpstreamFailure {
+    /// Unreachable, slow or overloaded: it recovers by itself, so 503 with `Retry-After`.
+    Unavailable,
+    /// It failed inside or we called it wrongly: retrying will not help, so 500.
+    Internal,
+}
+
+impl UpstreamFailure {
+    /// The failure a gRPC status code stands for.
+    pub fn of(status: &tonic::Status) -> Self {
+        use tonic::Code;
+        match status.code() {
+            Code::Internal
+            | Code::Unimplemented
+            | Code::InvalidArgument
+            | Code::Unauthenticated => Self::Internal,
+            _ => Self::Unavailable,
+        }
+    }
+
+    /// The OAuth code for it (RFC 6749 §4.1.2.1).
+    pub fn code(self) -> ErrorCode {
+        match self {
+            Self::Unavailable => ErrorCode::TemporarilyUnavailable,
+            Self::Internal => ErrorCode::ServerError,
+        }
+    }
+
+    /// The HTTP status for it.
+    pub fn http_status(self) -> StatusCode {
+        status_for(self.code())
     }
 }
 
@@ -59,9 +109,9 @@ impl OAuthError {
     /// An error with a specific description.
     pub fn with(code: ErrorCode, description: impl Into<String>) -> Self {
         Self {
-            code: code.as_str().to_owned(),
+            code,
             description: description.into(),
-            status: status_for(code.as_str()),
+            status: status_for(code),
             challenge: Challenge::Bearer,
             retry_after: None,
         }
@@ -74,7 +124,8 @@ impl OAuthError {
 
     /// The error token-service sent as data.
     pub fn from_proto(error: pb::OAuthError) -> Self {
-        let mut status = status_for(&error.error);
+        let code = wire_code(&error.error);
+        let mut status = status_for(code);
         let retry_after = (error.retry_after_seconds > 0).then_some(error.retry_after_seconds);
         // A rate limit's refusal is 429; an overload keeps its 503 (RFC 6749 §5.2), both
         // with Retry-After.
@@ -82,7 +133,7 @@ impl OAuthError {
             status = StatusCode::TOO_MANY_REQUESTS;
         }
         Self {
-            code: error.error,
+            code,
             description: error.error_description,
             status,
             challenge: Challenge::Bearer,
@@ -93,14 +144,10 @@ impl OAuthError {
     /// An infrastructure failure reaching token-service: 503 when it is unreachable or slow
     /// (it recovers by itself), 500 when it failed inside.
     pub fn from_status(status: &tonic::Status) -> Self {
-        use tonic::Code;
         tracing::warn!(code = ?status.code(), message = %status.message(), "token-service call failed");
-        match status.code() {
-            Code::Internal
-            | Code::Unimplemented
-            | Code::InvalidArgument
-            | Code::Unauthenticated => Self::new(ErrorCode::ServerError),
-            _ => Self {
+        match UpstreamFailure::of(status) {
+            UpstreamFailure::Internal => Self::new(ErrorCode::ServerError),
+            UpstreamFailure::Unavailable => Self {
                 retry_after: Some(UNAVAILABLE_RETRY_AFTER_SECONDS),
                 ..Self::new(ErrorCode::TemporarilyUnavailable)
             },
@@ -127,7 +174,7 @@ impl OAuthError {
             Challenge::Basic => format!("Basic realm=\"{OAUTH_REALM}\""),
             Challenge::Bearer => format!(
                 "Bearer realm=\"{OAUTH_REALM}\", error=\"{}\", error_description=\"{}\"",
-                quoted(&self.code),
+                quoted(self.code.as_str()),
                 quoted(&self.description)
             ),
         };
@@ -139,7 +186,10 @@ impl OAuthError {
         }
         builder
             .insert_header((header::CONTENT_TYPE, "application/json; charset=utf-8"))
-            .body(json!({"error": self.code, "error_description": self.description}).to_string())
+            .body(
+                json!({"error": self.code.as_str(), "error_description": self.description})
+                    .to_string(),
+            )
     }
 }
 
@@ -183,13 +233,68 @@ mod tests {
 
     #[test]
     fn statuses_follow_rfc_6749_section_5_2() {
-        assert_eq!(status_for("invalid_client"), StatusCode::UNAUTHORIZED);
-        assert_eq!(status_for("unauthorized_client"), StatusCode::UNAUTHORIZED);
-        assert_eq!(status_for("invalid_grant"), StatusCode::BAD_REQUEST);
         assert_eq!(
-            status_for("temporarily_unavailable"),
+            status_for(ErrorCode::InvalidClient),
+            StatusCode::UNAUTHORIZED
+        );
+        assert_eq!(
+            status_for(ErrorCode::UnauthorizedClient),
+            StatusCode::UNAUTHORIZED
+        );
+        assert_eq!(status_for(ErrorCode::InvalidGrant), StatusCode::BAD_REQUEST);
+        assert_eq!(
+            status_for(ErrorCode::TemporarilyUnavailable),
             StatusCode::SERVICE_UNAVAILABLE
         );
+    }
+
+    #[test]
+    fn an_unknown_code_from_token_service_is_a_server_error() {
+        let err = OAuthError::from_proto(pb::OAuthError {
+            error: "no_such_code".to_owned(),
+            error_description: "d".to_owned(),
+            retry_after_seconds: 0,
+        });
+        assert_eq!(err.code, ErrorCode::ServerError);
+        assert_eq!(err.status, StatusCode::INTERNAL_SERVER_ERROR);
+    }
+
+    #[test]
+    fn grpc_failures_split_into_unavailable_and_internal() {
+        use tonic::{Code, Status};
+        for code in [
+            Code::Unavailable,
+            Code::DeadlineExceeded,
+            Code::ResourceExhausted,
+            Code::Cancelled,
+        ] {
+            assert_eq!(
+                UpstreamFailure::of(&Status::new(code, "")),
+                UpstreamFailure::Unavailable,
+                "{code:?}"
+            );
+        }
+        for code in [
+            Code::Internal,
+            Code::Unimplemented,
+            Code::InvalidArgument,
+            Code::Unauthenticated,
+        ] {
+            assert_eq!(
+                UpstreamFailure::of(&Status::new(code, "")),
+                UpstreamFailure::Internal,
+                "{code:?}"
+            );
+        }
+    }
+
+    #[actix_web::test]
+    async fn json_bodies_carry_the_wire_code() {
+        let body = OAuthError::new(ErrorCode::InvalidGrant)
+            .response()
+            .into_body();
+        let bytes = actix_web::body::to_bytes(body).await.unwrap();
+        assert!(bytes.starts_with(br#"{"error":"invalid_grant","error_description":"#));
     }
 
     #[test]

@@ -6,6 +6,7 @@ pub mod back_channel;
 pub mod client_auth;
 pub mod client_ip;
 pub mod error;
+pub mod page_error;
 pub mod page_support;
 pub mod pages;
 pub mod params;

@@ -1,77 +1,44 @@
-//! What several pages share: a local redirect, a form read with its CSRF token checked, the
-//! signed-in user (or a trip to the sign-in page that comes back), and the name of an
-//! application's owner as the consent pages show it. Routes use these; nothing here uses a
-//! route.
+//! What several pages share: a form read with its CSRF token checked, the signed-in user
+//! (or a trip to the sign-in page that comes back), and the name of an application's owner
+//! as the consent pages show it. Routes use these; nothing here uses a route.
 
 use actix_session::Session;
-use actix_web::http::{StatusCode, header};
-use actix_web::{HttpRequest, HttpResponse, web};
+use actix_web::{HttpRequest, web};
 use doorward_proto::v1 as pb;
 
-use crate::pages;
+use crate::page_error::PageError;
 use crate::params::{Params, read_body};
 use crate::session::{self, CSRF_FIELD, SessionUser};
 use crate::state::WebState;
 
-/// A 303 to a local path.
-pub fn redirect(location: &str) -> HttpResponse {
-    HttpResponse::SeeOther()
-        .insert_header((header::LOCATION, location.to_owned()))
-        .insert_header((header::CACHE_CONTROL, "no-store"))
-        .finish()
-}
-
-/// Reads a page form and checks its CSRF token; any failure is an HTML page.
+/// Reads a page form and checks its CSRF token.
 pub async fn page_form(
     req: &HttpRequest,
     payload: web::Payload,
     session: &Session,
-) -> Result<Params, HttpResponse> {
-    let body = read_body(payload).await.map_err(|e| {
-        pages::error_page(
-            e.status,
-            "That request could not be read",
-            &e.code,
-            &e.description,
-        )
-    })?;
-    let params = Params::parse(req, &body).map_err(|e| {
-        pages::error_page(
-            e.status,
-            "That request could not be read",
-            &e.code,
-            &e.description,
-        )
-    })?;
+) -> Result<Params, PageError> {
+    let body = read_body(payload).await.map_err(PageError::Unreadable)?;
+    let params = Params::parse(req, &body).map_err(PageError::Unreadable)?;
     if !session::csrf_valid(session, params.get(CSRF_FIELD)) {
-        return Err(pages::error_page(
-            StatusCode::FORBIDDEN,
-            "This form has expired",
-            "invalid_request",
-            "The form's security token is missing or does not match your session. Go back, reload the page and try again.",
-        ));
+        return Err(PageError::FormExpired);
     }
     Ok(params)
 }
 
-/// A redirect to the sign-in page that comes back to `path_and_query` afterwards.
-pub fn to_sign_in(path_and_query: &str) -> HttpResponse {
-    let query = serde_urlencoded::to_string([("return_to", path_and_query)]).unwrap_or_default();
-    redirect(&format!("/users/sign_in?{query}"))
-}
-
-/// The signed-in user, or a redirect to the sign-in page that comes back here.
+/// The signed-in user, or a detour through the sign-in page that comes back here.
 pub fn require_user(
     req: &HttpRequest,
     session: &Session,
     state: &WebState,
-) -> Result<SessionUser, Box<HttpResponse>> {
+) -> Result<SessionUser, PageError> {
     session::current_user(session, &state.config, state.now()).ok_or_else(|| {
         let here = match req.query_string() {
             "" => req.path().to_owned(),
             query => format!("{}?{query}", req.path()),
         };
-        Box::new(to_sign_in(&here))
+        PageError::SignInNeeded {
+            return_to: Some(here),
+        }
     })
 }
 
@@ -82,15 +49,14 @@ pub async fn require_current_user(
     req: &HttpRequest,
     session: &Session,
     state: &WebState,
-) -> Result<SessionUser, Box<HttpResponse>> {
+) -> Result<SessionUser, PageError> {
     let mut user = require_user(req, session, state)?;
     let current = state
         .upstream
         .users
         .clone()
         .get_user(pb::GetUserRequest { id: user.id })
-        .await
-        .map_err(|_| Box::new(pages::unavailable_page()))?
+        .await?
         .into_inner()
         .user;
     match current {
@@ -100,7 +66,7 @@ pub async fn require_current_user(
         }
         _ => {
             session::sign_out(session);
-            Err(Box::new(redirect("/users/sign_in")))
+            Err(PageError::SignInNeeded { return_to: None })
         }
     }
 }

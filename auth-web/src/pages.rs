@@ -1,9 +1,10 @@
-//! Server-rendered pages: askama templates, and the headers every page carries
-//! (`Content-Security-Policy`, `X-Frame-Options: DENY`, `Cache-Control: no-store`).
+//! Server-rendered pages: askama templates, the headers every page carries
+//! (`Content-Security-Policy`, `X-Frame-Options: DENY`, `Cache-Control: no-store`), and the
+//! redirects between pages. Error pages are drawn here but chosen in `page_error.rs`.
 
 use actix_web::HttpResponse;
 use actix_web::http::StatusCode;
-use actix_web::http::header::{self, HeaderValue};
+use actix_web::http::header;
 use askama::Template;
 
 /// The strict policy of ordinary pages: our stylesheet, forms posting to us, no scripts, no
@@ -51,7 +52,7 @@ pub struct ErrorPage<'a> {
     pub code: &'a str,
 }
 
-/// An error page with no session chrome.
+/// An error page with no session chrome; handlers get one by returning a `PageError`.
 pub fn error_page(
     status: StatusCode,
     heading: &str,
@@ -70,20 +71,18 @@ pub fn error_page(
     )
 }
 
-/// The page shown when token-service cannot be reached: nothing is redirected to a client
-/// whose redirect URI could not be checked (SEC-DS-05).
-pub fn unavailable_page() -> HttpResponse {
-    let mut page = error_page(
-        StatusCode::SERVICE_UNAVAILABLE,
-        "Doorward is temporarily unavailable",
-        "temporarily_unavailable",
-        "Try again in a moment.",
-    );
-    page.headers_mut().insert(
-        header::RETRY_AFTER,
-        HeaderValue::from(crate::error::UNAVAILABLE_RETRY_AFTER_SECONDS),
-    );
-    page
+/// A 303 to a local path.
+pub fn redirect(location: &str) -> HttpResponse {
+    HttpResponse::SeeOther()
+        .insert_header((header::LOCATION, location.to_owned()))
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .finish()
+}
+
+/// A redirect to the sign-in page that comes back to `path_and_query` afterwards.
+pub fn to_sign_in(path_and_query: &str) -> HttpResponse {
+    let query = serde_urlencoded::to_string([("return_to", path_and_query)]).unwrap_or_default();
+    redirect(&format!("/users/sign_in?{query}"))
 }
 
 /// What a scope lets an application do, for the consent page.

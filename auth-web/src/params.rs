@@ -195,7 +195,7 @@ mod tests {
     #[test]
     fn repeated_parameters_are_refused() {
         let err = Params::parse_query("client_id=a&client_id=b").unwrap_err();
-        assert_eq!(err.code, "invalid_request");
+        assert_eq!(err.code, doorward_shared::ErrorCode::InvalidRequest);
     }
 
     #[test]

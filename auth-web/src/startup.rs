@@ -6,13 +6,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use actix_web::dev::{Server, ServerHandle};
-use actix_web::middleware::{DefaultHeaders, Logger};
+use actix_web::middleware::{DefaultHeaders, Logger, from_fn};
 use actix_web::{App, HttpServer, web};
 use anyhow::Context;
 use doorward_shared::config::Config;
 
 use crate::client_ip::TrustedProxies;
 use crate::error::OAuthError;
+use crate::page_error::log_page_errors;
 use crate::routes;
 use crate::session;
 use crate::state::WebState;
@@ -111,6 +112,8 @@ impl AuthWebApp {
                 .app_data(web::QueryConfig::default().error_handler(|_, _| {
                     OAuthError::invalid_request("The query string is malformed.").into()
                 }))
+                // Innermost, so that it sees the handler's own error before anything else.
+                .wrap(from_fn(log_page_errors))
                 .wrap(headers)
                 // `%U` is the path without the query string: tokens passed as
                 // `?access_token=` never reach the log (SEC-SL-03).

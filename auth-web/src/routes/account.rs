@@ -7,8 +7,9 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use askama::Template;
 use doorward_proto::v1 as pb;
 
-use crate::page_support::{page_form, redirect, require_current_user};
-use crate::pages::{self, render};
+use crate::page_error::PageError;
+use crate::page_support::{page_form, require_current_user};
+use crate::pages::{redirect, render};
 use crate::session::{self, SessionUser};
 use crate::state::WebState;
 
@@ -39,22 +40,26 @@ struct AuthorizedPage<'a> {
     applications: Vec<AuthorizedRow>,
 }
 
-fn sign_up_disabled() -> HttpResponse {
-    pages::error_page(
-        StatusCode::NOT_FOUND,
-        "Sign-up is closed",
-        "not_found",
-        "New accounts are created by the administrator of this Doorward.",
-    )
+/// Refuses the sign-up pages when sign-up is switched off, as if they did not exist.
+fn sign_up_enabled(state: &WebState) -> Result<(), PageError> {
+    if state.config.web.sign_up_enabled {
+        Ok(())
+    } else {
+        Err(PageError::NotFound {
+            heading: "Sign-up is closed",
+            description: "New accounts are created by the administrator of this Doorward.",
+        })
+    }
 }
 
 /// `GET /users/sign_up`.
-pub async fn sign_up_form(session: Session, state: web::Data<WebState>) -> HttpResponse {
-    if !state.config.web.sign_up_enabled {
-        return sign_up_disabled();
-    }
+pub async fn sign_up_form(
+    session: Session,
+    state: web::Data<WebState>,
+) -> Result<HttpResponse, PageError> {
+    sign_up_enabled(&state)?;
     let csrf = session::csrf_token(&session);
-    render(
+    Ok(render(
         StatusCode::OK,
         &SignUpPage {
             signed_in_as: None,
@@ -65,7 +70,7 @@ pub async fn sign_up_form(session: Session, state: web::Data<WebState>) -> HttpR
             email: "",
             min_length: state.config.passwords.min_length,
         },
-    )
+    ))
 }
 
 /// `POST /users/sign_up`: creates the account and signs it in.
@@ -74,14 +79,9 @@ pub async fn sign_up(
     payload: web::Payload,
     session: Session,
     state: web::Data<WebState>,
-) -> HttpResponse {
-    if !state.config.web.sign_up_enabled {
-        return sign_up_disabled();
-    }
-    let params = match page_form(&req, payload, &session).await {
-        Ok(params) => params,
-        Err(page) => return page,
-    };
+) -> Result<HttpResponse, PageError> {
+    sign_up_enabled(&state)?;
+    let params = page_form(&req, payload, &session).await?;
     let username = params.get("username").unwrap_or("").trim().to_owned();
     let name = params.get("name").unwrap_or("").trim().to_owned();
     let email = params.get("email").unwrap_or("").trim().to_owned();
@@ -92,11 +92,8 @@ pub async fn sign_up(
         password: params.owned("password").unwrap_or_default(),
         admin: false,
     };
-    let result = match state.upstream.users.clone().create_user(request).await {
-        Ok(response) => response.into_inner().result,
-        Err(_) => return pages::unavailable_page(),
-    };
-    match result {
+    let result = state.upstream.users.clone().create_user(request).await?;
+    match result.into_inner().result {
         Some(pb::create_user_response::Result::User(user)) => {
             session::sign_in(
                 &session,
@@ -108,11 +105,11 @@ pub async fn sign_up(
                 },
                 state.now(),
             );
-            redirect("/")
+            Ok(redirect("/"))
         }
         Some(pb::create_user_response::Result::Errors(errors)) => {
             let csrf = session::csrf_token(&session);
-            render(
+            Ok(render(
                 StatusCode::UNPROCESSABLE_ENTITY,
                 &SignUpPage {
                     signed_in_as: None,
@@ -127,9 +124,9 @@ pub async fn sign_up(
                     email: &email,
                     min_length: state.config.passwords.min_length,
                 },
-            )
+            ))
         }
-        None => pages::unavailable_page(),
+        None => Err(PageError::empty_answer("CreateUser")),
     }
 }
 
@@ -160,20 +157,14 @@ pub async fn authorized(
     req: HttpRequest,
     session: Session,
     state: web::Data<WebState>,
-) -> HttpResponse {
-    let user = match require_current_user(&req, &session, &state).await {
-        Ok(user) => user,
-        Err(to_sign_in) => return *to_sign_in,
-    };
+) -> Result<HttpResponse, PageError> {
+    let user = require_current_user(&req, &session, &state).await?;
     let listed = state
         .upstream
         .authorizations
         .clone()
         .list_authorized_applications(pb::ListAuthorizedApplicationsRequest { user_id: user.id })
-        .await;
-    let Ok(listed) = listed else {
-        return pages::unavailable_page();
-    };
+        .await?;
     let applications = listed
         .into_inner()
         .applications
@@ -189,14 +180,14 @@ pub async fn authorized(
         })
         .collect();
     let csrf = session::csrf_token(&session);
-    render(
+    Ok(render(
         StatusCode::OK,
         &AuthorizedPage {
             signed_in_as: Some(&user.username),
             csrf: &csrf,
             applications,
         },
-    )
+    ))
 }
 
 /// `POST /oauth/authorized_applications/{client_id}/revoke`: revokes every token and code
@@ -207,15 +198,10 @@ pub async fn revoke(
     payload: web::Payload,
     session: Session,
     state: web::Data<WebState>,
-) -> HttpResponse {
-    let user = match require_current_user(&req, &session, &state).await {
-        Ok(user) => user,
-        Err(to_sign_in) => return *to_sign_in,
-    };
-    if let Err(page) = page_form(&req, payload, &session).await {
-        return page;
-    }
-    let revoked = state
+) -> Result<HttpResponse, PageError> {
+    let user = require_current_user(&req, &session, &state).await?;
+    page_form(&req, payload, &session).await?;
+    state
         .upstream
         .authorizations
         .clone()
@@ -223,9 +209,6 @@ pub async fn revoke(
             user_id: user.id,
             client_id: path.into_inner(),
         })
-        .await;
-    match revoked {
-        Ok(_) => redirect("/oauth/authorized_applications"),
-        Err(_) => pages::unavailable_page(),
-    }
+        .await?;
+    Ok(redirect("/oauth/authorized_applications"))
 }

@@ -10,9 +10,9 @@ use doorward_proto::v1 as pb;
 use doorward_shared::GrantType;
 use doorward_shared::scope::KNOWN_SCOPES;
 
-use crate::page_support::require_current_user;
-use crate::page_support::{page_form, redirect};
-use crate::pages::{self, describe_scope, render};
+use crate::page_error::PageError;
+use crate::page_support::{page_form, require_current_user};
+use crate::pages::{describe_scope, redirect, render};
 use crate::params::Params;
 use crate::session::{self, SessionUser};
 use crate::state::WebState;
@@ -110,21 +110,12 @@ fn utc_time(unix: i64) -> Option<(String, String)> {
     Some((shown, machine))
 }
 
-fn not_found() -> HttpResponse {
-    pages::error_page(
-        StatusCode::NOT_FOUND,
-        "No such application",
-        "not_found",
-        "It does not exist, or it is not yours.",
-    )
-}
-
 /// The application `uid` if the user may manage it (its owner, or an administrator).
 async fn owned(
     state: &WebState,
     user: &SessionUser,
     uid: &str,
-) -> Result<pb::Application, HttpResponse> {
+) -> Result<pb::Application, PageError> {
     let found = state
         .upstream
         .applications
@@ -132,13 +123,15 @@ async fn owned(
         .get_application(pb::GetApplicationRequest {
             uid: uid.to_owned(),
         })
-        .await
-        .map_err(|_| pages::unavailable_page())?
+        .await?
         .into_inner()
         .application;
     match found {
         Some(app) if user.admin || app.owner_id == Some(user.id) => Ok(app),
-        _ => Err(not_found()),
+        _ => Err(PageError::NotFound {
+            heading: "No such application",
+            description: "It does not exist, or it is not yours.",
+        }),
     }
 }
 
@@ -280,14 +273,14 @@ fn saved(
     csrf: String,
     page: FormPage,
     result: Option<pb::create_application_response::Result>,
-) -> HttpResponse {
+) -> Result<HttpResponse, PageError> {
     match result {
         Some(pb::create_application_response::Result::Created(created)) => {
             let secret = Some(created.secret).filter(|s| !s.is_empty());
-            match created.application {
-                Some(app) => show(user, csrf, app, secret),
-                None => pages::unavailable_page(),
-            }
+            let app = created
+                .application
+                .ok_or_else(|| PageError::empty_answer("CreateApplication"))?;
+            Ok(show(user, csrf, app, secret))
         }
         Some(pb::create_application_response::Result::Errors(errors)) => {
             let page = FormPage {
@@ -299,36 +292,28 @@ fn saved(
                 csrf,
                 ..page
             };
-            render(StatusCode::UNPROCESSABLE_ENTITY, &page)
+            Ok(render(StatusCode::UNPROCESSABLE_ENTITY, &page))
         }
-        None => pages::unavailable_page(),
+        None => Err(PageError::empty_answer("CreateApplication")),
     }
 }
 
-macro_rules! signed_in {
-    ($req:expr, $session:expr, $state:expr) => {
-        match require_current_user(&$req, &$session, &$state).await {
-            Ok(user) => user,
-            Err(to_sign_in) => return *to_sign_in,
-        }
-    };
-}
-
 /// `GET /oauth/applications`.
-pub async fn list(req: HttpRequest, session: Session, state: web::Data<WebState>) -> HttpResponse {
-    let user = signed_in!(req, session, state);
+pub async fn list(
+    req: HttpRequest,
+    session: Session,
+    state: web::Data<WebState>,
+) -> Result<HttpResponse, PageError> {
+    let user = require_current_user(&req, &session, &state).await?;
     let owner_id = (!user.admin).then_some(user.id);
-    let Ok(listed) = state
+    let listed = state
         .upstream
         .applications
         .clone()
         .list_applications(pb::ListApplicationsRequest { owner_id })
-        .await
-    else {
-        return pages::unavailable_page();
-    };
+        .await?;
     let csrf = session::csrf_token(&session);
-    render(
+    Ok(render(
         StatusCode::OK,
         &ListPage {
             signed_in_as: Some(&user.username),
@@ -336,16 +321,20 @@ pub async fn list(req: HttpRequest, session: Session, state: web::Data<WebState>
             admin: user.admin,
             applications: listed.into_inner().applications,
         },
-    )
+    ))
 }
 
 /// `GET /oauth/applications/new`.
-pub async fn new(req: HttpRequest, session: Session, state: web::Data<WebState>) -> HttpResponse {
-    let user = signed_in!(req, session, state);
-    render(
+pub async fn new(
+    req: HttpRequest,
+    session: Session,
+    state: web::Data<WebState>,
+) -> Result<HttpResponse, PageError> {
+    let user = require_current_user(&req, &session, &state).await?;
+    Ok(render(
         StatusCode::OK,
         &form_page(&user, session::csrf_token(&session), None),
-    )
+    ))
 }
 
 /// `POST /oauth/applications`: registers an application; the page shows its secret once.
@@ -354,25 +343,19 @@ pub async fn create(
     payload: web::Payload,
     session: Session,
     state: web::Data<WebState>,
-) -> HttpResponse {
-    let user = signed_in!(req, session, state);
-    let params = match page_form(&req, payload, &session).await {
-        Ok(params) => params,
-        Err(page) => return page,
-    };
+) -> Result<HttpResponse, PageError> {
+    let user = require_current_user(&req, &session, &state).await?;
+    let params = page_form(&req, payload, &session).await?;
     let csrf = session::csrf_token(&session);
     let (fields, page) = submitted(&params, &user, form_page(&user, csrf.clone(), None));
-    let Ok(response) = state
+    let response = state
         .upstream
         .applications
         .clone()
         .create_application(pb::CreateApplicationRequest {
             fields: Some(fields),
         })
-        .await
-    else {
-        return pages::unavailable_page();
-    };
+        .await?;
     // A reload of the page that shows the secret must not register a second application.
     saved(
         &user,
@@ -391,10 +374,8 @@ async fn owned_form(
     payload: web::Payload,
     session: &Session,
     state: &WebState,
-) -> Result<(SessionUser, Params, pb::Application), HttpResponse> {
-    let user = require_current_user(req, session, state)
-        .await
-        .map_err(|page| *page)?;
+) -> Result<(SessionUser, Params, pb::Application), PageError> {
+    let user = require_current_user(req, session, state).await?;
     let params = page_form(req, payload, session).await?;
     let app = owned(state, &user, uid).await?;
     Ok((user, params, app))
@@ -406,12 +387,10 @@ pub async fn detail(
     path: web::Path<String>,
     session: Session,
     state: web::Data<WebState>,
-) -> HttpResponse {
-    let user = signed_in!(req, session, state);
-    match owned(&state, &user, &path).await {
-        Ok(app) => show(&user, session::csrf_token(&session), app, None),
-        Err(page) => page,
-    }
+) -> Result<HttpResponse, PageError> {
+    let user = require_current_user(&req, &session, &state).await?;
+    let app = owned(&state, &user, &path).await?;
+    Ok(show(&user, session::csrf_token(&session), app, None))
 }
 
 /// `GET /oauth/applications/{uid}/edit`.
@@ -420,15 +399,13 @@ pub async fn edit(
     path: web::Path<String>,
     session: Session,
     state: web::Data<WebState>,
-) -> HttpResponse {
-    let user = signed_in!(req, session, state);
-    match owned(&state, &user, &path).await {
-        Ok(app) => render(
-            StatusCode::OK,
-            &form_page(&user, session::csrf_token(&session), Some(&app)),
-        ),
-        Err(page) => page,
-    }
+) -> Result<HttpResponse, PageError> {
+    let user = require_current_user(&req, &session, &state).await?;
+    let app = owned(&state, &user, &path).await?;
+    Ok(render(
+        StatusCode::OK,
+        &form_page(&user, session::csrf_token(&session), Some(&app)),
+    ))
 }
 
 /// `POST /oauth/applications/{uid}`: saves an edit.
@@ -438,16 +415,13 @@ pub async fn update(
     payload: web::Payload,
     session: Session,
     state: web::Data<WebState>,
-) -> HttpResponse {
-    let (user, params, app) = match owned_form(&req, &path, payload, &session, &state).await {
-        Ok(found) => found,
-        Err(page) => return page,
-    };
+) -> Result<HttpResponse, PageError> {
+    let (user, params, app) = owned_form(&req, &path, payload, &session, &state).await?;
     let csrf = session::csrf_token(&session);
     let (mut fields, page) = submitted(&params, &user, form_page(&user, csrf.clone(), Some(&app)));
     // The owner stays the owner, even when an administrator edits.
     fields.owner_id = app.owner_id;
-    let Ok(response) = state
+    let response = state
         .upstream
         .applications
         .clone()
@@ -455,13 +429,10 @@ pub async fn update(
             uid: app.uid.clone(),
             fields: Some(fields),
         })
-        .await
-    else {
-        return pages::unavailable_page();
-    };
+        .await?;
     match response.into_inner().result {
         Some(pb::create_application_response::Result::Created(_)) => {
-            redirect(&format!("/oauth/applications/{}", app.uid))
+            Ok(redirect(&format!("/oauth/applications/{}", app.uid)))
         }
         other => saved(&user, csrf, page, other),
     }
@@ -474,21 +445,15 @@ pub async fn delete(
     payload: web::Payload,
     session: Session,
     state: web::Data<WebState>,
-) -> HttpResponse {
-    let app = match owned_form(&req, &path, payload, &session, &state).await {
-        Ok((_, _, app)) => app,
-        Err(page) => return page,
-    };
-    match state
+) -> Result<HttpResponse, PageError> {
+    let (_, _, app) = owned_form(&req, &path, payload, &session, &state).await?;
+    state
         .upstream
         .applications
         .clone()
         .delete_application(pb::GetApplicationRequest { uid: app.uid })
-        .await
-    {
-        Ok(_) => redirect("/oauth/applications"),
-        Err(_) => pages::unavailable_page(),
-    }
+        .await?;
+    Ok(redirect("/oauth/applications"))
 }
 
 /// `POST /oauth/applications/{uid}/renew_secret`: a new secret, shown once; the old one
@@ -499,25 +464,18 @@ pub async fn renew_secret(
     payload: web::Payload,
     session: Session,
     state: web::Data<WebState>,
-) -> HttpResponse {
-    let (user, params, app) = match owned_form(&req, &path, payload, &session, &state).await {
-        Ok(found) => found,
-        Err(page) => return page,
-    };
+) -> Result<HttpResponse, PageError> {
+    let (user, params, app) = owned_form(&req, &path, payload, &session, &state).await?;
     // Only the offered choices: a forged value changes nothing.
     let Some(grace) = grace_choice(params.get("grace")) else {
         let choices: Vec<&str> = GRACE_CHOICES.iter().map(|(_, label)| *label).collect();
-        let page = ShowPage {
-            error: Some(format!(
-                "The secret was not renewed: choose how long the old secret keeps working \
-                 ({}).",
-                choices.join(", ")
-            )),
-            ..show_page(&user, session::csrf_token(&session), app)
-        };
-        return render(StatusCode::BAD_REQUEST, &page);
+        let error = format!(
+            "The secret was not renewed: choose how long the old secret keeps working ({}).",
+            choices.join(", ")
+        );
+        return Ok(not_renewed(&user, &session, app, error));
     };
-    let Ok(response) = state
+    let response = state
         .upstream
         .applications
         .clone()
@@ -525,18 +483,12 @@ pub async fn renew_secret(
             uid: app.uid.clone(),
             grace_seconds: grace,
         })
-        .await
-    else {
-        return pages::unavailable_page();
-    };
-    let response = response.into_inner();
+        .await?
+        .into_inner();
     let Some(secret) = response.secret else {
         // A public application has no secret (nor a renew form); or it was deleted since.
-        let page = ShowPage {
-            error: Some("The secret was not renewed: this application has none.".to_owned()),
-            ..show_page(&user, session::csrf_token(&session), app)
-        };
-        return render(StatusCode::BAD_REQUEST, &page);
+        let error = "The secret was not renewed: this application has none.".to_owned();
+        return Ok(not_renewed(&user, &session, app, error));
     };
     let renewal = Renewal {
         grace: GRACE_CHOICES
@@ -551,7 +503,21 @@ pub async fn renew_secret(
         renewal: Some(renewal),
         ..show_page(&user, session::rotate_csrf(&session), app)
     };
-    render(StatusCode::OK, &page)
+    Ok(render(StatusCode::OK, &page))
+}
+
+/// The application's page again, saying why its secret was not renewed.
+fn not_renewed(
+    user: &SessionUser,
+    session: &Session,
+    app: pb::Application,
+    error: String,
+) -> HttpResponse {
+    let page = ShowPage {
+        error: Some(error),
+        ..show_page(user, session::csrf_token(session), app)
+    };
+    render(StatusCode::BAD_REQUEST, &page)
 }
 
 #[cfg(test)]

@@ -10,10 +10,13 @@ use actix_web::http::{StatusCode, header};
 use actix_web::{HttpRequest, HttpResponse, web};
 use askama::Template;
 use doorward_proto::v1 as pb;
+use doorward_shared::ErrorCode;
 use doorward_shared::secret::{base64url, random_bytes};
 
-use crate::page_support::{owner_name, page_form, to_sign_in};
-use crate::pages::{self, STRICT_CSP, describe_scope, render_with_csp};
+use crate::error::wire_code;
+use crate::page_error::PageError;
+use crate::page_support::{owner_name, page_form};
+use crate::pages::{STRICT_CSP, describe_scope, render_with_csp, to_sign_in};
 use crate::params::Params;
 use crate::session::{self, SessionUser};
 use crate::state::WebState;
@@ -73,18 +76,21 @@ fn authorization_request(params: &Params) -> pb::AuthorizationRequest {
     }
 }
 
-fn page_error(error: &pb::OAuthError) -> HttpResponse {
-    let status = match error.error.as_str() {
-        "invalid_client" | "unauthorized_client" => StatusCode::UNAUTHORIZED,
+/// A refusal that must not go to the redirect URI, because the client or the URI itself is
+/// in doubt: the user sees it instead (RFC 6749 §4.1.2.1, SEC-AZ-01).
+fn not_redirectable(error: pb::OAuthError) -> PageError {
+    let code = wire_code(&error.error);
+    let status = match code {
+        ErrorCode::InvalidClient | ErrorCode::UnauthorizedClient => StatusCode::UNAUTHORIZED,
         _ => StatusCode::BAD_REQUEST,
     };
-    let heading = match error.error.as_str() {
-        "invalid_redirect_uri" => "The redirect URI is not valid",
-        "invalid_client" => "Unknown application",
-        "unauthorized_client" => "This application cannot sign you in this way",
+    let heading = match code {
+        ErrorCode::InvalidRedirectUri => "The redirect URI is not valid",
+        ErrorCode::InvalidClient => "Unknown application",
+        ErrorCode::UnauthorizedClient => "This application cannot sign you in this way",
         _ => "The authorization request is not valid",
     };
-    pages::error_page(status, heading, &error.error, &error.error_description)
+    PageError::refused(status, heading, code, error.error_description)
 }
 
 /// `scheme://host[:port]` of a redirect URI, or `scheme:` for app schemes: what CSP's
@@ -154,13 +160,36 @@ fn respond_error(
     )
 }
 
+/// token-service's verdict on an authorization request: what the consent page needs, or
+/// its refusal. The outer error is a failed call, the inner one a refusal.
+async fn pre_authorize(
+    state: &WebState,
+    request: &pb::AuthorizationRequest,
+    user_id: Option<i64>,
+) -> Result<Result<pb::PreAuthorized, pb::AuthorizeError>, PageError> {
+    let answer = state
+        .upstream
+        .authorizations
+        .clone()
+        .pre_authorize(pb::PreAuthorizeRequest {
+            request: Some(request.clone()),
+            user_id,
+        })
+        .await?;
+    match answer.into_inner().result {
+        Some(pb::pre_authorize_response::Result::Ok(pre)) => Ok(Ok(pre)),
+        Some(pb::pre_authorize_response::Result::Error(e)) => Ok(Err(e)),
+        None => Err(PageError::empty_answer("PreAuthorize")),
+    }
+}
+
 /// Asks token-service for a code and sends it to the client.
 async fn issue_and_respond(
     state: &WebState,
     request: pb::AuthorizationRequest,
     user: &SessionUser,
-) -> HttpResponse {
-    let response = state
+) -> Result<HttpResponse, PageError> {
+    let answer = state
         .upstream
         .authorizations
         .clone()
@@ -169,126 +198,157 @@ async fn issue_and_respond(
             user_id: user.id,
             auth_time: user.auth_time,
         })
-        .await;
-    match response.map(|r| r.into_inner().result) {
-        Ok(Some(pb::issue_code_response::Result::Code(code))) => {
-            respond(state, &request, vec![("code", code)])
+        .await?;
+    match answer.into_inner().result {
+        Some(pb::issue_code_response::Result::Code(code)) => {
+            Ok(respond(state, &request, vec![("code", code)]))
         }
-        Ok(Some(pb::issue_code_response::Result::Error(e))) => refused(state, &request, &e),
-        Ok(None) | Err(_) => pages::unavailable_page(),
+        Some(pb::issue_code_response::Result::Error(e)) => refused(state, &request, e),
+        None => Err(PageError::empty_answer("IssueCode")),
     }
 }
 
+/// A refusal from token-service: to the client when its redirect URI is trusted, else to
+/// the user.
 fn refused(
     state: &WebState,
     request: &pb::AuthorizationRequest,
-    error: &pb::AuthorizeError,
-) -> HttpResponse {
-    let oauth = error.error.clone().unwrap_or_default();
+    error: pb::AuthorizeError,
+) -> Result<HttpResponse, PageError> {
+    let oauth = error.error.unwrap_or_default();
     if error.redirectable {
-        respond_error(state, request, &oauth)
+        Ok(respond_error(state, request, &oauth))
     } else {
-        page_error(&oauth)
+        Err(not_redirectable(oauth))
     }
 }
 
-/// The sign-in page, returning to `path_and_query` afterwards.
-/// `GET /oauth/authorize`.
-pub async fn show(req: HttpRequest, session: Session, state: web::Data<WebState>) -> HttpResponse {
-    let params = match Params::parse_query(req.query_string()) {
-        Ok(params) => params,
-        Err(e) => {
-            return pages::error_page(
-                StatusCode::BAD_REQUEST,
-                "The authorization request is not valid",
-                &e.code,
-                &e.description,
-            );
-        }
-    };
-    let request = authorization_request(&params);
+/// Who is signed in, as far as this authorization request is concerned.
+enum SignedIn {
+    /// Signed in recently enough.
+    Fresh(SessionUser),
+    /// Signed in, but the request wants a fresh sign-in: the session must end first.
+    Stale,
+    /// Nobody.
+    No,
+}
+
+/// OIDC Core §3.1.2.1: prompt=login and a sign-in older than max_age both need a fresh
+/// sign-in, so for this request the user counts as signed out (token-service then answers
+/// prompt=none with login_required, as it must).
+fn signed_in(session: &Session, state: &WebState, request: &pb::AuthorizationRequest) -> SignedIn {
     let now = state.now();
-    // OIDC Core §3.1.2.1: prompt=login and a sign-in older than max_age both need a fresh
-    // sign-in, so for this request the user counts as signed out (token-service then answers
-    // prompt=none with login_required, as it must).
+    let Some(user) = session::current_user(session, &state.config, now) else {
+        return SignedIn::No;
+    };
     let prompt_login = request
         .prompt
         .as_deref()
         .is_some_and(|p| p.split(' ').any(|w| w == "login"));
-    let signed_in = session::current_user(&session, &state.config, now);
-    let stale = signed_in.as_ref().is_some_and(|u| {
-        prompt_login
-            || request
-                .max_age
-                .is_some_and(|max_age| now - u.auth_time > max_age.max(0))
-    });
-    let user = if stale { None } else { signed_in };
-    let pre = state
-        .upstream
-        .authorizations
-        .clone()
-        .pre_authorize(pb::PreAuthorizeRequest {
-            request: Some(request.clone()),
-            user_id: user.as_ref().map(|u| u.id),
-        })
-        .await;
-    let pre = match pre.map(|r| r.into_inner().result) {
-        Ok(Some(pb::pre_authorize_response::Result::Ok(pre))) => pre,
-        Ok(Some(pb::pre_authorize_response::Result::Error(e))) => {
-            return refused(&state, &request, &e);
-        }
-        Ok(None) | Err(_) => return pages::unavailable_page(),
+    let too_old = request
+        .max_age
+        .is_some_and(|max_age| now - user.auth_time > max_age.max(0));
+    if prompt_login || too_old {
+        SignedIn::Stale
+    } else {
+        SignedIn::Fresh(user)
+    }
+}
+
+/// The sign-in page, returning to this request afterwards without prompt=login and
+/// max_age, so that the fresh sign-in satisfies them and is not asked for again.
+fn fresh_sign_in(req: &HttpRequest) -> HttpResponse {
+    let kept: Vec<(String, String)> =
+        serde_urlencoded::from_str::<Vec<(String, String)>>(req.query_string())
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|(k, v)| {
+                k != "max_age" && !(k == "prompt" && v.split(' ').any(|w| w == "login"))
+            })
+            .collect();
+    let query = serde_urlencoded::to_string(&kept).unwrap_or_default();
+    to_sign_in(&format!("{}?{query}", req.path()))
+}
+
+/// `GET /oauth/authorize`: the consent page, a detour through the sign-in page, or (for a
+/// trusted application or a refusal) the answer to the client at once.
+pub async fn show(
+    req: HttpRequest,
+    session: Session,
+    state: web::Data<WebState>,
+) -> Result<HttpResponse, PageError> {
+    let params = Params::parse_query(req.query_string()).map_err(|e| {
+        PageError::refused(
+            StatusCode::BAD_REQUEST,
+            "The authorization request is not valid",
+            e.code,
+            e.description,
+        )
+    })?;
+    let request = authorization_request(&params);
+    let who = signed_in(&session, &state, &request);
+    let user_id = match &who {
+        SignedIn::Fresh(user) => Some(user.id),
+        SignedIn::Stale | SignedIn::No => None,
     };
-    // The return address after sign-in drops prompt=login and max_age, so that the fresh
-    // sign-in satisfies them and is not asked for again.
-    let fresh_sign_in = || {
-        let kept: Vec<(String, String)> =
-            serde_urlencoded::from_str::<Vec<(String, String)>>(req.query_string())
-                .unwrap_or_default()
-                .into_iter()
-                .filter(|(k, v)| {
-                    k != "max_age" && !(k == "prompt" && v.split(' ').any(|w| w == "login"))
-                })
-                .collect();
-        let query = serde_urlencoded::to_string(&kept).unwrap_or_default();
-        to_sign_in(&format!("{}?{query}", req.path()))
+    let pre = match pre_authorize(&state, &request, user_id).await? {
+        Ok(pre) => pre,
+        Err(refusal) => return refused(&state, &request, refusal),
     };
-    let Some(user) = user else {
-        if stale {
+    let user = match who {
+        SignedIn::Fresh(user) => user,
+        SignedIn::Stale => {
             session::sign_out(&session);
+            return Ok(fresh_sign_in(&req));
         }
-        return fresh_sign_in();
+        SignedIn::No => return Ok(fresh_sign_in(&req)),
     };
     if pre.skip_consent {
         return issue_and_respond(&state, request, &user).await;
     }
-    let app = pre.application.unwrap_or_default();
-    let csrf = session::csrf_token(&session);
-    // SEC-SC-02: the request waits in the session; the form carries only its id.
+    let Some(pending) = remember_request(&session, &params) else {
+        return Ok(respond_error(
+            &state,
+            &request,
+            &pb::OAuthError {
+                error: ErrorCode::InvalidRequest.as_str().into(),
+                error_description: "The authorization request is too large.".into(),
+                retry_after_seconds: 0,
+            },
+        ));
+    };
+    Ok(consent_page(&session, &state, &request, &user, pre, pending).await)
+}
+
+/// SEC-SC-02: the request waits in the session and the form carries only its id, so
+/// that nothing in the form can be changed on the way. `None` when it is too large for the
+/// session cookie, which browsers cap near 4 KB.
+fn remember_request(session: &Session, params: &Params) -> Option<String> {
     let carried: Vec<(&str, String)> = CARRIED
         .iter()
         .filter_map(|name| params.owned(name).map(|value| (*name, value)))
         .collect();
     let carried = serde_urlencoded::to_string(&carried).unwrap_or_default();
-    // The pending request lives in the session cookie, which browsers cap near 4 KB.
-    if carried.len() > MAX_PENDING_BYTES {
-        return respond_error(
-            &state,
-            &request,
-            &pb::OAuthError {
-                error: "invalid_request".into(),
-                error_description: "The authorization request is too large.".into(),
-                retry_after_seconds: 0,
-            },
-        );
-    }
-    let pending = session::remember_pending(&session, carried);
-    let fields = vec![("pending", pending)];
+    (carried.len() <= MAX_PENDING_BYTES).then(|| session::remember_pending(session, carried))
+}
+
+/// The consent page. Its policy lets the form lead to the client's redirect URI, where
+/// the answer goes after the POST.
+async fn consent_page(
+    session: &Session,
+    state: &WebState,
+    request: &pb::AuthorizationRequest,
+    user: &SessionUser,
+    pre: pb::PreAuthorized,
+    pending: String,
+) -> HttpResponse {
+    let app = pre.application.unwrap_or_default();
+    let csrf = session::csrf_token(session);
     let redirect_host = url::Url::parse(&request.redirect_uri)
         .ok()
         .and_then(|u| u.host_str().map(str::to_owned))
         .unwrap_or_else(|| request.redirect_uri.clone());
-    let owner = owner_name(&state, app.owner_id).await;
+    let owner = owner_name(state, app.owner_id).await;
     let csp = STRICT_CSP.replace(
         "form-action 'self'",
         &format!("form-action 'self' {}", csp_source(&request.redirect_uri)),
@@ -306,7 +366,7 @@ pub async fn show(req: HttpRequest, session: Session, state: web::Data<WebState>
                 .collect(),
             redirect_host: &redirect_host,
             owner: &owner,
-            fields,
+            fields: vec![("pending", pending)],
         },
         &csp,
     )
@@ -318,66 +378,62 @@ pub async fn decide(
     payload: web::Payload,
     session: Session,
     state: web::Data<WebState>,
-) -> HttpResponse {
-    let params = match page_form(&req, payload, &session).await {
-        Ok(params) => params,
-        Err(page) => return page,
-    };
-    let Some(user) = session::current_user(&session, &state.config, state.now()) else {
-        return pages::error_page(
+) -> Result<HttpResponse, PageError> {
+    let params = page_form(&req, payload, &session).await?;
+    let user = session::current_user(&session, &state.config, state.now()).ok_or_else(|| {
+        PageError::refused(
             StatusCode::UNAUTHORIZED,
             "Your session has ended",
-            "login_required",
+            ErrorCode::LoginRequired,
             "Sign in again, then return to the application and start over.",
-        );
-    };
-    let Some(stored) = session::take_pending(&session, params.get("pending")) else {
-        return pages::error_page(
+        )
+    })?;
+    let stored = session::take_pending(&session, params.get("pending")).ok_or_else(|| {
+        PageError::refused(
             StatusCode::BAD_REQUEST,
             "This consent form has expired",
-            "invalid_request",
+            ErrorCode::InvalidRequest,
             "Return to the application and start over.",
-        );
-    };
+        )
+    })?;
     let stored = Params::parse_query(&stored).unwrap_or_default();
+    // The user has just answered: prompt and max_age were settled before the consent page.
     let mut request = authorization_request(&stored);
     request.prompt = None;
     request.max_age = None;
     match params.get("decision") {
         Some("approve") => issue_and_respond(&state, request, &user).await,
-        Some("deny") => {
-            // The redirect URI is checked again before anything is sent to it.
-            let pre = state
-                .upstream
-                .authorizations
-                .clone()
-                .pre_authorize(pb::PreAuthorizeRequest {
-                    request: Some(request.clone()),
-                    user_id: Some(user.id),
-                })
-                .await;
-            match pre.map(|r| r.into_inner().result) {
-                Ok(Some(pb::pre_authorize_response::Result::Error(e))) if !e.redirectable => {
-                    page_error(&e.error.unwrap_or_default())
-                }
-                Ok(Some(_)) => respond_error(
-                    &state,
-                    &request,
-                    &pb::OAuthError {
-                        error: "access_denied".into(),
-                        error_description:
-                            "The resource owner or authorization server denied the request.".into(),
-                        retry_after_seconds: 0,
-                    },
-                ),
-                Ok(None) | Err(_) => pages::unavailable_page(),
-            }
-        }
-        _ => pages::error_page(
+        Some("deny") => deny(&state, &request, &user).await,
+        _ => Err(PageError::refused(
             StatusCode::BAD_REQUEST,
             "The authorization request is not valid",
-            "invalid_request",
+            ErrorCode::InvalidRequest,
             "Choose Authorize or Deny.",
-        ),
+        )),
     }
+}
+
+/// Tells the client that the user said no (RFC 6749 §4.1.2.1 `access_denied`), after
+/// checking its redirect URI again: nothing is sent to an address token-service no longer
+/// trusts.
+async fn deny(
+    state: &WebState,
+    request: &pb::AuthorizationRequest,
+    user: &SessionUser,
+) -> Result<HttpResponse, PageError> {
+    if let Err(refusal) = pre_authorize(state, request, Some(user.id)).await?
+        && !refusal.redirectable
+    {
+        return Err(not_redirectable(refusal.error.unwrap_or_default()));
+    }
+    let denied = ErrorCode::AccessDenied;
+    Ok(respond_error(
+        state,
+        request,
+        &pb::OAuthError {
+            error: denied.as_str().into(),
+            error_description: denied.default_description().into(),
+            retry_after_seconds: 0,
+        },
+    ))
 }

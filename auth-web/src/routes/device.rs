@@ -12,15 +12,15 @@ use actix_web::http::{StatusCode, header};
 use actix_web::{HttpRequest, HttpResponse, web};
 use askama::Template;
 use doorward_proto::v1 as pb;
+use doorward_shared::ErrorCode;
 use serde_json::json;
 
 use crate::back_channel::{back_channel_answer, back_channel_params};
 use crate::client_auth;
 use crate::error::{OAuthError, no_store};
-use crate::page_support::owner_name;
-use crate::page_support::page_form;
-use crate::page_support::require_user;
-use crate::pages::{self, describe_scope, render};
+use crate::page_error::PageError;
+use crate::page_support::{owner_name, page_form, require_user};
+use crate::pages::{describe_scope, render};
 use crate::params::Params;
 use crate::session::{self, SessionUser};
 use crate::state::WebState;
@@ -130,11 +130,12 @@ fn entry_page(
 
 /// `GET /oauth/device[?user_code=...]`: the code entry form, pre-filled when the device
 /// handed out `verification_uri_complete`.
-pub async fn show(req: HttpRequest, session: Session, state: web::Data<WebState>) -> HttpResponse {
-    let user = match require_user(&req, &session, &state) {
-        Ok(user) => user,
-        Err(to_sign_in) => return *to_sign_in,
-    };
+pub async fn show(
+    req: HttpRequest,
+    session: Session,
+    state: web::Data<WebState>,
+) -> Result<HttpResponse, PageError> {
+    let user = require_user(&req, &session, &state)?;
     let pairs: Vec<(String, String)> =
         serde_urlencoded::from_str(req.query_string()).unwrap_or_default();
     let user_code = pairs
@@ -142,7 +143,13 @@ pub async fn show(req: HttpRequest, session: Session, state: web::Data<WebState>
         .find(|(k, _)| k == "user_code")
         .map(|(_, v)| v.chars().take(20).collect::<String>())
         .unwrap_or_default();
-    entry_page(&session, &user, StatusCode::OK, &user_code, None)
+    Ok(entry_page(
+        &session,
+        &user,
+        StatusCode::OK,
+        &user_code,
+        None,
+    ))
 }
 
 /// A refusal from token-service as the entry page shows it.
@@ -160,8 +167,8 @@ fn refused(session: &Session, user: &SessionUser, error: pb::OAuthError) -> Http
         }
         return page;
     }
-    let (status, message) = match error.error.as_str() {
-        "expired_token" => (
+    let (status, message) = match ErrorCode::parse(&error.error) {
+        Some(ErrorCode::ExpiredToken) => (
             StatusCode::GONE,
             "That code has expired. Start again on your device to get a new one.",
         ),
@@ -177,14 +184,14 @@ fn refused(session: &Session, user: &SessionUser, error: pb::OAuthError) -> Http
     entry_page(session, user, status, "", Some(message))
 }
 
-/// The signed-in user and the page form they posted (CSRF checked), or the page to answer.
+/// The signed-in user and the page form they posted (CSRF checked).
 async fn signed_in_form(
     req: &HttpRequest,
     payload: web::Payload,
     session: &Session,
     state: &WebState,
-) -> Result<(SessionUser, Params), HttpResponse> {
-    let user = require_user(req, session, state).map_err(|to_sign_in| *to_sign_in)?;
+) -> Result<(SessionUser, Params), PageError> {
+    let user = require_user(req, session, state)?;
     let params = page_form(req, payload, session).await?;
     Ok((user, params))
 }
@@ -195,11 +202,8 @@ pub async fn submit(
     payload: web::Payload,
     session: Session,
     state: web::Data<WebState>,
-) -> HttpResponse {
-    let (user, params) = match signed_in_form(&req, payload, &session, &state).await {
-        Ok(found) => found,
-        Err(page) => return page,
-    };
+) -> Result<HttpResponse, PageError> {
+    let (user, params) = signed_in_form(&req, payload, &session, &state).await?;
     let user_code = params.owned("user_code").unwrap_or_default();
     let looked_up = state
         .upstream
@@ -210,21 +214,30 @@ pub async fn submit(
             context: Some(state.request_context(&req)),
             user_id: user.id,
         })
-        .await;
-    let Ok(looked_up) = looked_up else {
-        return pages::unavailable_page();
-    };
-    let pending = match looked_up.into_inner().result {
-        Some(pb::lookup_user_code_response::Result::Pending(pending)) => pending,
-        Some(pb::lookup_user_code_response::Result::Error(error)) => {
-            return refused(&session, &user, error);
+        .await?;
+    match looked_up.into_inner().result {
+        Some(pb::lookup_user_code_response::Result::Pending(pending)) => {
+            confirm_page(&session, &state, &user, &user_code, pending).await
         }
-        None => return pages::unavailable_page(),
-    };
-    let Some(app) = pending.application else {
-        return pages::unavailable_page();
-    };
-    let owner = owner_name(&state, app.owner_id).await;
+        Some(pb::lookup_user_code_response::Result::Error(error)) => {
+            Ok(refused(&session, &user, error))
+        }
+        None => Err(PageError::empty_answer("LookupUserCode")),
+    }
+}
+
+/// What the device asks for, with the Authorize and Deny buttons.
+async fn confirm_page(
+    session: &Session,
+    state: &WebState,
+    user: &SessionUser,
+    user_code: &str,
+    pending: pb::PendingDeviceAuthorization,
+) -> Result<HttpResponse, PageError> {
+    let app = pending
+        .application
+        .ok_or_else(|| PageError::empty_answer("LookupUserCode"))?;
+    let owner = owner_name(state, app.owner_id).await;
     let scopes = pending
         .scopes
         .into_iter()
@@ -233,9 +246,9 @@ pub async fn submit(
             (s, description)
         })
         .collect();
-    let csrf = session::csrf_token(&session);
-    let shown = display_code(&user_code);
-    render(
+    let csrf = session::csrf_token(session);
+    let shown = display_code(user_code);
+    Ok(render(
         StatusCode::OK,
         &ConfirmPage {
             signed_in_as: Some(&user.username),
@@ -245,7 +258,7 @@ pub async fn submit(
             user_code: &shown,
             scopes,
         },
-    )
+    ))
 }
 
 /// A user code as the device shows it (`XXXX-XXXX`), however it was typed.
@@ -268,21 +281,18 @@ pub async fn decide(
     payload: web::Payload,
     session: Session,
     state: web::Data<WebState>,
-) -> HttpResponse {
-    let (user, params) = match signed_in_form(&req, payload, &session, &state).await {
-        Ok(found) => found,
-        Err(page) => return page,
-    };
+) -> Result<HttpResponse, PageError> {
+    let (user, params) = signed_in_form(&req, payload, &session, &state).await?;
     let approve = match params.get("decision") {
         Some("approve") => true,
         Some("deny") => false,
         _ => {
-            return pages::error_page(
+            return Err(PageError::refused(
                 StatusCode::BAD_REQUEST,
                 "That request could not be read",
-                "invalid_request",
+                ErrorCode::InvalidRequest,
                 "Choose Authorize or Deny.",
-            );
+            ));
         }
     };
     let decided = state
@@ -295,37 +305,39 @@ pub async fn decide(
             approve,
             context: Some(state.request_context(&req)),
         })
-        .await;
-    let Ok(decided) = decided else {
-        return pages::unavailable_page();
-    };
+        .await?;
     match decided.into_inner().result {
         Some(pb::lookup_user_code_response::Result::Pending(_)) => {
-            let (title, message) = if approve {
-                (
-                    "Device connected",
-                    "Device successfully authorized. You can go back to your device now.",
-                )
-            } else {
-                (
-                    "Access denied",
-                    "The device was not allowed to use your account. You can close this page.",
-                )
-            };
-            let csrf = session::csrf_token(&session);
-            render(
-                StatusCode::OK,
-                &DonePage {
-                    signed_in_as: Some(&user.username),
-                    csrf: &csrf,
-                    title,
-                    message,
-                },
-            )
+            Ok(done_page(&session, &user, approve))
         }
         Some(pb::lookup_user_code_response::Result::Error(error)) => {
-            refused(&session, &user, error)
+            Ok(refused(&session, &user, error))
         }
-        None => pages::unavailable_page(),
+        None => Err(PageError::empty_answer("DecideUserCode")),
     }
+}
+
+/// The last page: the device may now go on, or it was turned away.
+fn done_page(session: &Session, user: &SessionUser, approved: bool) -> HttpResponse {
+    let (title, message) = if approved {
+        (
+            "Device connected",
+            "Device successfully authorized. You can go back to your device now.",
+        )
+    } else {
+        (
+            "Access denied",
+            "The device was not allowed to use your account. You can close this page.",
+        )
+    };
+    let csrf = session::csrf_token(session);
+    render(
+        StatusCode::OK,
+        &DonePage {
+            signed_in_as: Some(&user.username),
+            csrf: &csrf,
+            title,
+            message,
+        },
+    )
 }

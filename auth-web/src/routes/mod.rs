@@ -13,30 +13,33 @@ pub mod token;
 pub mod token_lifecycle;
 pub mod userinfo;
 
-use actix_web::{HttpResponse, web};
+use actix_web::{HttpResponse, Resource, web};
 
-/// Registers every route.
+/// Registers every route. The order matters only where patterns overlap
+/// (`/oauth/applications/new` before `/oauth/applications/{uid}`).
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.service(
-        web::resource("/oauth/token")
-            .route(web::post().to(token::token))
-            .default_service(web::to(method_not_allowed)),
-    )
-    .service(
+    cfg.configure(client_endpoints)
+        .configure(discovery_endpoints)
+        .configure(account_pages)
+        .configure(application_pages)
+        .configure(authorization_pages);
+}
+
+/// What clients and resource servers call (JSON, RFC 6749 §5.2 errors).
+fn client_endpoints(cfg: &mut web::ServiceConfig) {
+    cfg.service(or_405(
+        web::resource("/oauth/token").route(web::post().to(token::token)),
+    ))
+    .service(or_405(
         web::resource(["/api/v4/user", "/api/v3/user"])
-            .route(web::get().to(api_user::current_user))
-            .default_service(web::to(method_not_allowed)),
-    )
-    .service(
-        web::resource("/oauth/revoke")
-            .route(web::post().to(token_lifecycle::revoke))
-            .default_service(web::to(method_not_allowed)),
-    )
-    .service(
-        web::resource("/oauth/introspect")
-            .route(web::post().to(token_lifecycle::introspect))
-            .default_service(web::to(method_not_allowed)),
-    )
+            .route(web::get().to(api_user::current_user)),
+    ))
+    .service(or_405(
+        web::resource("/oauth/revoke").route(web::post().to(token_lifecycle::revoke)),
+    ))
+    .service(or_405(
+        web::resource("/oauth/introspect").route(web::post().to(token_lifecycle::introspect)),
+    ))
     .route(
         "/oauth/token/info",
         web::get().to(token_lifecycle::token_info),
@@ -46,45 +49,58 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .route(web::get().to(userinfo::userinfo))
             .route(web::post().to(userinfo::userinfo)),
     )
-    .route("/oauth/discovery/keys", web::get().to(discovery::jwks))
-    .service(
-        web::resource("/oauth/authorize_device")
-            .route(web::post().to(device::authorize_device))
-            .default_service(web::to(method_not_allowed)),
-    )
-    .service(
-        web::resource("/oauth/device")
-            .route(web::get().to(device::show))
-            .route(web::post().to(device::submit)),
-    )
-    .route("/oauth/device/decide", web::post().to(device::decide))
-    .route(
-        "/.well-known/oauth-authorization-server",
-        web::get().to(discovery::oauth_metadata),
-    )
-    .route(
-        "/.well-known/openid-configuration",
-        web::get().to(discovery::oauth_metadata),
-    )
-    .route(
-        "/.well-known/webfinger",
-        web::get().to(discovery::webfinger),
-    )
-    .route("/-/health", web::get().to(health::health))
-    .route("/assets/doorward.css", web::get().to(assets::stylesheet))
-    .route("/", web::get().to(sign_in::home))
-    .service(
-        web::resource("/users/sign_in")
-            .route(web::get().to(sign_in::show))
-            .route(web::post().to(sign_in::submit)),
-    )
-    .route("/users/sign_out", web::post().to(sign_in::sign_out))
-    .service(
-        web::resource("/users/sign_up")
-            .route(web::get().to(account::sign_up_form))
-            .route(web::post().to(account::sign_up)),
-    )
-    .service(
+    .service(or_405(
+        web::resource("/oauth/authorize_device").route(web::post().to(device::authorize_device)),
+    ));
+}
+
+/// What anyone may read to find out about this server, and the stylesheet.
+fn discovery_endpoints(cfg: &mut web::ServiceConfig) {
+    cfg.route("/oauth/discovery/keys", web::get().to(discovery::jwks))
+        .route(
+            "/.well-known/oauth-authorization-server",
+            web::get().to(discovery::oauth_metadata),
+        )
+        .route(
+            "/.well-known/openid-configuration",
+            web::get().to(discovery::oauth_metadata),
+        )
+        .route(
+            "/.well-known/webfinger",
+            web::get().to(discovery::webfinger),
+        )
+        .route("/-/health", web::get().to(health::health))
+        .route("/assets/doorward.css", web::get().to(assets::stylesheet));
+}
+
+/// The pages of a user's own account: signing in and out, signing up, and the
+/// applications they have authorized.
+fn account_pages(cfg: &mut web::ServiceConfig) {
+    cfg.route("/", web::get().to(sign_in::home))
+        .service(
+            web::resource("/users/sign_in")
+                .route(web::get().to(sign_in::show))
+                .route(web::post().to(sign_in::submit)),
+        )
+        .route("/users/sign_out", web::post().to(sign_in::sign_out))
+        .service(
+            web::resource("/users/sign_up")
+                .route(web::get().to(account::sign_up_form))
+                .route(web::post().to(account::sign_up)),
+        )
+        .route(
+            "/oauth/authorized_applications",
+            web::get().to(account::authorized),
+        )
+        .route(
+            "/oauth/authorized_applications/{client_id}/revoke",
+            web::post().to(account::revoke),
+        );
+}
+
+/// The pages that manage registered applications.
+fn application_pages(cfg: &mut web::ServiceConfig) {
+    cfg.service(
         web::resource("/oauth/applications")
             .route(web::get().to(applications::list))
             .route(web::post().to(applications::create)),
@@ -106,20 +122,27 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     .route(
         "/oauth/applications/{uid}/renew_secret",
         web::post().to(applications::renew_secret),
-    )
-    .route(
-        "/oauth/authorized_applications",
-        web::get().to(account::authorized),
-    )
-    .route(
-        "/oauth/authorized_applications/{client_id}/revoke",
-        web::post().to(account::revoke),
-    )
-    .service(
+    );
+}
+
+/// The pages where a user lets an application or a device in.
+fn authorization_pages(cfg: &mut web::ServiceConfig) {
+    cfg.service(
         web::resource("/oauth/authorize")
             .route(web::get().to(authorize::show))
             .route(web::post().to(authorize::decide)),
-    );
+    )
+    .service(
+        web::resource("/oauth/device")
+            .route(web::get().to(device::show))
+            .route(web::post().to(device::submit)),
+    )
+    .route("/oauth/device/decide", web::post().to(device::decide));
+}
+
+/// `resource`, answering any method it does not route with 405.
+fn or_405(resource: Resource) -> Resource {
+    resource.default_service(web::to(method_not_allowed))
 }
 
 /// 405 with an `Allow` header (RFC 9110 §15.5.6); `/oauth/token` takes only POST

@@ -9,8 +9,9 @@ use askama::Template;
 use doorward_proto::v1 as pb;
 use doorward_shared::ErrorCode;
 
-use crate::page_support::{page_form, redirect};
-use crate::pages::{self, render};
+use crate::page_error::PageError;
+use crate::page_support::page_form;
+use crate::pages::{redirect, render};
 use crate::params::Params;
 use crate::session::{self, SessionUser};
 use crate::state::WebState;
@@ -71,122 +72,147 @@ pub async fn show(req: HttpRequest, session: Session, state: web::Data<WebState>
     sign_in_page(&state, &session, StatusCode::OK, &target, "", None)
 }
 
+/// What the sign-in form posted.
+struct SignInForm {
+    /// Where to go afterwards (a local path).
+    target: String,
+    login: String,
+    password: String,
+}
+
+impl SignInForm {
+    fn read(params: &Params) -> Self {
+        Self {
+            target: session::safe_return_path(params.get("return_to"))
+                .unwrap_or_else(|| "/".to_owned()),
+            login: params.get("login").unwrap_or("").trim().to_owned(),
+            password: params.owned("password").unwrap_or_default(),
+        }
+    }
+
+    /// The form again, still filled in (but for the password), saying what went wrong.
+    fn again(
+        &self,
+        state: &WebState,
+        session: &Session,
+        status: StatusCode,
+        error: &str,
+    ) -> HttpResponse {
+        sign_in_page(
+            state,
+            session,
+            status,
+            &self.target,
+            &self.login,
+            Some(error),
+        )
+    }
+}
+
 /// `POST /users/sign_in`.
 pub async fn submit(
     req: HttpRequest,
     payload: web::Payload,
     session: Session,
     state: web::Data<WebState>,
-) -> HttpResponse {
-    let params = match page_form(&req, payload, &session).await {
-        Ok(params) => params,
-        Err(page) => return page,
-    };
-    let target =
-        session::safe_return_path(params.get("return_to")).unwrap_or_else(|| "/".to_owned());
-    let login = params.get("login").unwrap_or("").trim().to_owned();
-    let password = params.owned("password").unwrap_or_default();
-    if login.is_empty() || password.is_empty() {
-        return sign_in_page(
+) -> Result<HttpResponse, PageError> {
+    let params = page_form(&req, payload, &session).await?;
+    let mut form = SignInForm::read(&params);
+    if form.login.is_empty() || form.password.is_empty() {
+        return Ok(form.again(
             &state,
             &session,
             StatusCode::UNPROCESSABLE_ENTITY,
-            &target,
-            &login,
-            Some("Enter your username or e-mail and your password."),
-        );
+            "Enter your username or e-mail and your password.",
+        ));
     }
     let request = pb::AuthenticatePasswordRequest {
-        login: login.clone(),
-        password,
+        login: form.login.clone(),
+        // Moved, not copied: the fewer copies of a password, the better.
+        password: std::mem::take(&mut form.password),
         context: Some(state.request_context(&req)),
     };
-    let outcome = state
+    let answer = state
         .upstream
         .users
         .clone()
         .authenticate_password(request)
-        .await;
-    let result = match outcome {
-        Ok(response) => response.into_inner().result,
-        Err(status) => {
-            let err = crate::error::OAuthError::from_status(&status);
-            return pages::error_page(
-                err.status,
-                "Sign-in is unavailable",
-                &err.code,
-                "Doorward cannot check passwords right now. Try again in a moment.",
-            );
-        }
-    };
-    match result {
+        .await
+        .map_err(PageError::SignInUnavailable)?;
+    Ok(match answer.into_inner().result {
         Some(pb::authenticate_password_response::Result::User(user)) => {
-            session::sign_in(
-                &session,
-                SessionUser {
-                    id: user.id,
-                    username: user.username,
-                    auth_time: state.now(),
-                    admin: user.admin,
-                },
-                state.now(),
-            );
-            redirect(&target)
+            sign_in_as(&session, &state, user);
+            redirect(&form.target)
         }
-        // The password hashing queue is full: not the user's fault, so the form stays
-        // filled and says so, with Retry-After like the token endpoint's 503.
-        Some(pb::authenticate_password_response::Result::Error(error))
-            if error.error == ErrorCode::TemporarilyUnavailable.as_str() =>
-        {
-            let mut page = sign_in_page(
-                &state,
-                &session,
-                StatusCode::SERVICE_UNAVAILABLE,
-                &target,
-                &login,
-                Some("Doorward is busy checking other passwords. Try again in a moment."),
-            );
-            if let Ok(value) = header::HeaderValue::from_str(&error.retry_after_seconds.to_string())
-            {
-                page.headers_mut().insert(header::RETRY_AFTER, value);
-            }
-            page
+        Some(pb::authenticate_password_response::Result::Error(error)) => {
+            refused(&state, &session, &form, &error)
         }
-        Some(pb::authenticate_password_response::Result::Error(error))
-            if error.retry_after_seconds > 0 =>
-        {
-            let mut page = sign_in_page(
-                &state,
-                &session,
-                StatusCode::TOO_MANY_REQUESTS,
-                &target,
-                &login,
-                Some("Too many failed sign-in attempts. Wait a few minutes, then try again."),
-            );
-            if let Ok(value) = header::HeaderValue::from_str(&error.retry_after_seconds.to_string())
-            {
-                page.headers_mut().insert(header::RETRY_AFTER, value);
-            }
-            page
-        }
-        _ => sign_in_page(
+        None => form.again(
             &state,
             &session,
             StatusCode::UNAUTHORIZED,
-            &target,
-            &login,
-            Some("Invalid username, e-mail or password."),
+            "Invalid username, e-mail or password.",
         ),
+    })
+}
+
+fn sign_in_as(session: &Session, state: &WebState, user: pb::User) {
+    session::sign_in(
+        session,
+        SessionUser {
+            id: user.id,
+            username: user.username,
+            auth_time: state.now(),
+            admin: user.admin,
+        },
+        state.now(),
+    );
+}
+
+/// A refused sign-in as the form shows it. Bad credentials never say which part was
+/// wrong; a full password hashing queue or a throttle is not the user's fault, so the form
+/// says so, with `Retry-After` like the token endpoint's 503 and 429.
+fn refused(
+    state: &WebState,
+    session: &Session,
+    form: &SignInForm,
+    error: &pb::OAuthError,
+) -> HttpResponse {
+    let (status, message) =
+        if ErrorCode::parse(&error.error) == Some(ErrorCode::TemporarilyUnavailable) {
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "Doorward is busy checking other passwords. Try again in a moment.",
+            )
+        } else if error.retry_after_seconds > 0 {
+            (
+                StatusCode::TOO_MANY_REQUESTS,
+                "Too many failed sign-in attempts. Wait a few minutes, then try again.",
+            )
+        } else {
+            return form.again(
+                state,
+                session,
+                StatusCode::UNAUTHORIZED,
+                "Invalid username, e-mail or password.",
+            );
+        };
+    let mut page = form.again(state, session, status, message);
+    if let Ok(value) = header::HeaderValue::from_str(&error.retry_after_seconds.to_string()) {
+        page.headers_mut().insert(header::RETRY_AFTER, value);
     }
+    page
 }
 
 /// `POST /users/sign_out`.
-pub async fn sign_out(req: HttpRequest, payload: web::Payload, session: Session) -> HttpResponse {
-    if let Err(page) = page_form(&req, payload, &session).await {
-        return page;
-    }
+pub async fn sign_out(
+    req: HttpRequest,
+    payload: web::Payload,
+    session: Session,
+) -> Result<HttpResponse, PageError> {
+    page_form(&req, payload, &session).await?;
     session::sign_out(&session);
-    redirect("/users/sign_in")
+    Ok(redirect("/users/sign_in"))
 }
 
 /// `GET /`: who is signed in, or the sign-in page.

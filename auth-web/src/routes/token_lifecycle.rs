@@ -5,6 +5,7 @@
 use actix_web::http::{StatusCode, header};
 use actix_web::{HttpRequest, HttpResponse, web};
 use doorward_proto::v1 as pb;
+use doorward_shared::ErrorCode;
 use serde_json::json;
 
 use crate::back_channel::back_channel_params;
@@ -57,11 +58,11 @@ pub async fn revoke(
             Some(pb::revoke_response::Result::Revoked(_)) => Ok(()),
             Some(pb::revoke_response::Result::Error(error)) => {
                 let mut err = OAuthError::from_proto(error);
-                if err.code == "unauthorized_client" {
+                if err.code == ErrorCode::UnauthorizedClient {
                     // GitLab's answer to a revocation without client authentication.
                     err = err.status(StatusCode::FORBIDDEN);
                 }
-                if err.code == "invalid_client" && credentials.used_basic {
+                if err.code == ErrorCode::InvalidClient && credentials.used_basic {
                     err = err.challenge(Challenge::Basic);
                 }
                 Err(err)
@@ -151,7 +152,7 @@ pub async fn token_info(req: HttpRequest, state: web::Data<WebState>) -> HttpRes
     let query = crate::params::Params::parse_query(req.query_string()).unwrap_or_default();
     let token = bearer_of(&req).or_else(|| query.owned("access_token"));
     let invalid = |description: &str| {
-        OAuthError::with(doorward_shared::ErrorCode::InvalidToken, description)
+        OAuthError::with(ErrorCode::InvalidToken, description)
             .status(StatusCode::UNAUTHORIZED)
             .response()
     };

@@ -14,6 +14,7 @@ pub mod prepare;
 pub mod procstat;
 pub mod report;
 pub mod runner;
+pub mod scenario;
 pub mod server;
 pub mod stats;
 

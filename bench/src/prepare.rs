@@ -9,7 +9,7 @@ use anyhow::Context;
 use futures::stream::{self, StreamExt, TryStreamExt};
 
 use crate::ops::{self, Clients, Target};
-use crate::runner::{Preparation, Scenario};
+use crate::scenario::{Preparation, Scenario};
 use crate::stats;
 
 /// The tokens kept between runs of one invocation (they live for two hours).

@@ -612,11 +612,12 @@ async fn sec_rt_02_a_family_of_thousands_is_revoked_by_one_statement(backend: Ba
 
     let log = StatementLog::default();
     let instrumented = log.clone();
+    let changes = app.state.token_changes.clone();
     let revoked = app
         .state
         .db(move |conn| {
             instrumented.attach(conn);
-            let revoked = token_service::db::tokens::revoke_family(conn, "big", now);
+            let revoked = token_service::db::tokens::revoke_family(conn, &changes, "big", now);
             StatementLog::detach(conn);
             Ok::<_, ServiceError>(revoked?)
         })

@@ -401,7 +401,10 @@ async fn another_process_s_rotation_reaches_a_running_service(backend: Backend) 
     app.state
         .db(move |conn| {
             Ok::<_, token_service::error::ServiceError>(token_service::db::applications::delete(
-                conn, &uid,
+                conn,
+                // Another process: this service's count does not move.
+                &token_service::db::TokenChanges::default(),
+                &uid,
             )?)
         })
         .await

@@ -594,10 +594,11 @@ impl TestApp {
     /// Blocks a user (state "blocked").
     pub async fn block_user(&self, id: i64) {
         let now = self.state.now();
+        let changes = self.state.token_changes.clone();
         self.state
             .db(move |conn| {
                 Ok::<_, token_service::error::ServiceError>(token_service::db::users::set_state(
-                    conn, id, "blocked", now,
+                    conn, &changes, id, "blocked", now,
                 )?)
             })
             .await

@@ -319,7 +319,8 @@ fn already_granted(
     while let Some(granted) =
         db::grants::next_live_scopes(conn, user_id, application_id, after.as_deref())?
     {
-        if ScopeSet::parse(&granted).is_ok_and(|granted| scopes.is_subset_of(&granted)) {
+        let row = format!("of user {user_id} and application {application_id}");
+        if scopes.is_subset_of(&stored_scopes(&granted, "access_tokens", row, "scopes")?) {
             return Ok(true);
         }
         after = Some(granted);
@@ -414,13 +415,14 @@ pub fn authorized_applications(
 /// Revokes everything `user_id` granted the application `client_id` (its codes and tokens).
 pub fn revoke_authorized(
     conn: &mut DbConnection,
+    changes: &db::TokenChanges,
     user_id: i64,
     client_id: &str,
     now: i64,
 ) -> Result<(), ServiceError> {
     db::write_transaction(conn, |conn| {
         if let Some(app) = db::applications::find_by_uid(conn, client_id)? {
-            let revoked = db::grants::revoke_authorization(conn, user_id, app.id, now)?;
+            let revoked = db::grants::revoke_authorization(conn, changes, user_id, app.id, now)?;
             tracing::info!(target: "audit", event = "authorization_revoked", user_id, client_id = %app.uid, revoked_rows = revoked, "a user revoked an application");
         }
         Ok(())

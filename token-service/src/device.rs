@@ -19,8 +19,9 @@ use rand::Rng;
 use sha2::Sha256;
 
 use crate::clients::{self, ClientAuth};
+use crate::db::device_grants::{self, DeviceStatus};
 use crate::db::models::{ApplicationRow, DeviceGrantRow, NewDeviceGrant};
-use crate::db::{self, DbConnection, device_grants};
+use crate::db::{self, DbConnection};
 use crate::error::{GrantError, OAuthFailure, Outcome, ServiceError};
 use crate::grants::rules;
 use crate::state::AppState;
@@ -90,8 +91,8 @@ pub struct Pending {
     pub scopes: Vec<String>,
     /// When the user code expires.
     pub expires_at: i64,
-    /// `pending`, `approved` or `denied`.
-    pub status: &'static str,
+    /// Pending, approved or denied.
+    pub status: DeviceStatus,
 }
 
 /// A user code as the signed-in user typed it on the verification page.
@@ -147,7 +148,7 @@ fn store(
             user_code_hash: user_code_hash(&state.refresh_derivation_key, &normalized),
             application_id: app.id,
             scopes,
-            status: device_grants::PENDING,
+            status: DeviceStatus::Pending.as_str(),
             polling_interval: interval,
             created_at: now,
             expires_at: now + ttl,
@@ -219,7 +220,7 @@ fn usable(row: DeviceGrantRow, now: i64) -> Outcome<DeviceGrantRow> {
             "The user code is expired. Start again on your device.",
         ));
     }
-    if row.status != device_grants::PENDING {
+    if row.status != DeviceStatus::Pending {
         return Outcome::Refused(OAuthFailure::with(
             ErrorCode::InvalidGrant,
             "The user code has already been used. Start again on your device.",
@@ -232,7 +233,7 @@ fn usable(row: DeviceGrantRow, now: i64) -> Outcome<DeviceGrantRow> {
 async fn pending(
     state: &AppState,
     row: DeviceGrantRow,
-    status: &'static str,
+    status: DeviceStatus,
 ) -> Result<Outcome<Pending>, ServiceError> {
     let application_id = row.application_id;
     let app = state
@@ -259,7 +260,7 @@ pub async fn lookup(
 ) -> Result<Outcome<Pending>, ServiceError> {
     match find_pending(state, entry).await? {
         Outcome::Refused(failure) => Ok(Outcome::Refused(failure)),
-        Outcome::Done(row) => pending(state, row, device_grants::PENDING).await,
+        Outcome::Done(row) => pending(state, row, DeviceStatus::Pending).await,
     }
 }
 
@@ -276,9 +277,9 @@ pub async fn decide(
     };
     let now = state.now();
     let status = if approve {
-        device_grants::APPROVED
+        DeviceStatus::Approved
     } else {
-        device_grants::DENIED
+        DeviceStatus::Denied
     };
     let (id, user_id) = (row.id, entry.user_id);
     let recorded = state
@@ -297,7 +298,7 @@ pub async fn decide(
             "The user code has already been used. Start again on your device.",
         ));
     }
-    tracing::info!(target: "audit", event = "device_authorization_decided", device_grant_id = id, user_id, decision = status, "a device authorization was decided");
+    tracing::info!(target: "audit", event = "device_authorization_decided", device_grant_id = id, user_id, decision = status.as_str(), "a device authorization was decided");
     pending(state, row, status).await
 }
 

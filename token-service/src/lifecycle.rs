@@ -173,9 +173,9 @@ pub fn revoke(
         let revoked = match (&found, found.row().family_id.as_deref()) {
             (Presented::Refresh(_), Some(family_id)) => {
                 db::tokens::lock_family(conn, family_id)?;
-                db::tokens::revoke_family(conn, family_id, now)?
+                db::tokens::revoke_family(conn, &state.token_changes, family_id, now)?
             }
-            _ => db::tokens::revoke(conn, &found.row().jti, now)?,
+            _ => db::tokens::revoke(conn, &state.token_changes, &found.row().jti, now)?,
         };
         tracing::info!(target: "audit", event = "token_revoked", client_id = %app.uid, jti = %found.row().jti, revoked_rows = revoked, "a client revoked a token");
         Ok(Outcome::Done(()))

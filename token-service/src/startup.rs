@@ -62,8 +62,10 @@ pub async fn open_state(config: Config, clock: SharedClock) -> anyhow::Result<Ap
     let audience = config.access_token_audience().to_owned();
     let times = crate::keys::KeyTimes::from_config(&config);
     let now = clock.now();
+    let statements = db::StatementCount::default();
+    let counted = statements.clone();
     let (pool, keys, refresh_key) = tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
-        let pool = db::connect_and_migrate(&url, pool_size, timeout)?;
+        let pool = db::connect_counted(&url, pool_size, timeout, counted)?;
         let mut conn = pool.get().context("could not get a database connection")?;
         let keys = KeyRing::load_or_create(&mut conn, &issuer, &audience, times, now)?;
         let refresh_key = db::secrets::get_or_create(
@@ -108,6 +110,8 @@ pub async fn open_state(config: Config, clock: SharedClock) -> anyhow::Result<Ap
         validation_cache: Arc::new(ValidationCache::new(config.tokens.validation_cache_entries)),
         caller_cache: Arc::new(CallerCache::default()),
         read_before_write: sqlite,
+        token_changes: db::TokenChanges::default(),
+        statements,
         config,
         clock,
     })

@@ -47,6 +47,10 @@ pub struct AppState {
     /// inside the write transaction (PostgreSQL: every statement is a round trip, and a
     /// separate read costs two more).
     pub read_before_write: bool,
+    /// This service's changes that can end a token early (see `db::TokenChanges`).
+    pub token_changes: crate::db::TokenChanges,
+    /// SQL statements run on this service's pool (`TokenService.GetStats`).
+    pub statements: crate::db::StatementCount,
 }
 
 impl AppState {

@@ -90,7 +90,8 @@ impl Scratch {
     /// Blocks the user, as the administrator's CLI does.
     pub async fn block_user(&self) {
         let (id, now) = (self.user.id, self.state.now());
-        self.run(move |conn| db::users::set_state(conn, id, "blocked", now))
+        let changes = self.state.token_changes.clone();
+        self.run(move |conn| db::users::set_state(conn, &changes, id, "blocked", now))
             .await;
     }
 }

@@ -116,8 +116,9 @@ async fn show(state: &AppState, uid: String, json: bool) -> anyhow::Result<()> {
 
 async fn delete(state: &AppState, uid: String, json: bool) -> anyhow::Result<()> {
     let forgotten = uid.clone();
+    let changes = state.token_changes.clone();
     let deleted = state
-        .db(move |conn| Ok::<_, ServiceError>(db::applications::delete(conn, &uid)?))
+        .db(move |conn| Ok::<_, ServiceError>(db::applications::delete(conn, &changes, &uid)?))
         .await?;
     state.clients.forget(&forgotten);
     if deleted == 0 {
@@ -177,7 +178,7 @@ fn app_json(app: &ApplicationRow) -> serde_json::Value {
         "scopes": app.scopes,
         "confidential": app.confidential,
         "trusted": app.trusted,
-        "grant_types": app.grant_types.split_whitespace().collect::<Vec<_>>(),
+        "grant_types": app.grant_types.names(),
         "owner_id": app.owner_id,
         "created_at": app.created_at,
     })

@@ -202,7 +202,9 @@ mod tests {
             scopes: "api".into(),
             confidential: true,
             trusted: false,
-            grant_types: "password".into(),
+            grant_types: crate::db::models::RegisteredGrants(vec![
+                doorward_shared::GrantType::Password,
+            ]),
             owner_id: None,
             created_at: 0,
             updated_at: 0,

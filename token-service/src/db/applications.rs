@@ -2,9 +2,9 @@
 
 use diesel::prelude::*;
 
-use super::DbConnection;
 use super::models::{ApplicationRow, NewApplication};
 use super::schema::applications;
+use super::{DbConnection, TokenChanges};
 
 /// Inserts an application and returns the stored row.
 pub fn insert(conn: &mut DbConnection, app: &NewApplication<'_>) -> QueryResult<ApplicationRow> {
@@ -45,8 +45,8 @@ pub fn list(conn: &mut DbConnection, owner_id: Option<i64>) -> QueryResult<Vec<A
 }
 
 /// Deletes an application; its grants and tokens go with it (foreign keys cascade).
-pub fn delete(conn: &mut DbConnection, uid: &str) -> QueryResult<usize> {
-    super::token_state_changed();
+pub fn delete(conn: &mut DbConnection, changes: &TokenChanges, uid: &str) -> QueryResult<usize> {
+    changes.changed();
     diesel::delete(applications::table.filter(applications::uid.eq(uid))).execute(conn)
 }
 

@@ -7,14 +7,42 @@ use super::DbConnection;
 use super::models::{DeviceGrantRow, NewDeviceGrant};
 use super::schema::device_grants;
 
-/// Waiting for the user.
-pub const PENDING: &str = "pending";
-/// The user approved; the next poll gets the tokens.
-pub const APPROVED: &str = "approved";
-/// The user denied.
-pub const DENIED: &str = "denied";
-/// Tokens were issued: spent.
-pub const USED: &str = "used";
+/// Where a device authorization stands: the `status` column, read as this type and never
+/// as a free string (a stored value it does not know fails the query, naming it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeviceStatus {
+    /// Waiting for the user.
+    Pending,
+    /// The user approved; the next poll gets the tokens.
+    Approved,
+    /// The user denied.
+    Denied,
+    /// Tokens were issued: spent.
+    Used,
+}
+
+impl DeviceStatus {
+    /// As stored, and as the verification page's status says it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::Approved => "approved",
+            Self::Denied => "denied",
+            Self::Used => "used",
+        }
+    }
+}
+
+impl TryFrom<String> for DeviceStatus {
+    type Error = String;
+
+    fn try_from(stored: String) -> Result<Self, String> {
+        [Self::Pending, Self::Approved, Self::Denied, Self::Used]
+            .into_iter()
+            .find(|status| status.as_str() == stored)
+            .ok_or_else(|| format!("device_grants.status: unknown value {stored:?}"))
+    }
+}
 
 /// Stores a new device authorization.
 pub fn insert(conn: &mut DbConnection, grant: &NewDeviceGrant<'_>) -> QueryResult<()> {
@@ -54,17 +82,17 @@ pub fn decide(
     conn: &mut DbConnection,
     id: i64,
     user_id: i64,
-    status: &str,
+    status: DeviceStatus,
     now: i64,
 ) -> QueryResult<bool> {
     let updated = diesel::update(
         device_grants::table
             .filter(device_grants::id.eq(id))
-            .filter(device_grants::status.eq(PENDING))
+            .filter(device_grants::status.eq(DeviceStatus::Pending.as_str()))
             .filter(device_grants::expires_at.gt(now)),
     )
     .set((
-        device_grants::status.eq(status),
+        device_grants::status.eq(status.as_str()),
         device_grants::user_id.eq(user_id),
     ))
     .execute(conn)?;
@@ -88,12 +116,34 @@ pub fn claim(conn: &mut DbConnection, id: i64, now: i64) -> QueryResult<bool> {
     let updated = diesel::update(
         device_grants::table
             .filter(device_grants::id.eq(id))
-            .filter(device_grants::status.eq(APPROVED)),
+            .filter(device_grants::status.eq(DeviceStatus::Approved.as_str())),
     )
     .set((
-        device_grants::status.eq(USED),
+        device_grants::status.eq(DeviceStatus::Used.as_str()),
         device_grants::last_polled_at.eq(now),
     ))
     .execute(conn)?;
     Ok(updated == 1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::DeviceStatus;
+
+    #[test]
+    fn a_stored_status_is_one_of_four_and_anything_else_names_the_column() {
+        for status in [
+            DeviceStatus::Pending,
+            DeviceStatus::Approved,
+            DeviceStatus::Denied,
+            DeviceStatus::Used,
+        ] {
+            assert_eq!(
+                DeviceStatus::try_from(status.as_str().to_owned()),
+                Ok(status)
+            );
+        }
+        let err = DeviceStatus::try_from("Pending".to_owned()).unwrap_err();
+        assert!(err.contains("device_grants.status"), "{err}");
+    }
 }

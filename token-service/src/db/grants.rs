@@ -3,9 +3,9 @@
 
 use diesel::prelude::*;
 
-use super::DbConnection;
 use super::models::{AccessGrantRow, NewAccessGrant, UserRow};
 use super::schema::{access_grants, access_tokens, users};
+use super::{DbConnection, TokenChanges};
 
 /// Stores a new code.
 pub fn insert(conn: &mut DbConnection, grant: &NewAccessGrant<'_>) -> QueryResult<()> {
@@ -49,8 +49,13 @@ pub fn consume(conn: &mut DbConnection, id: i64, now: i64) -> QueryResult<bool> 
 
 /// RFC 6749 §4.1.2: revokes every token minted from code `grant_id` (and their refresh
 /// families, which share the grant id), in one statement.
-pub fn revoke_tokens_of(conn: &mut DbConnection, grant_id: i64, now: i64) -> QueryResult<usize> {
-    super::token_state_changed();
+pub fn revoke_tokens_of(
+    conn: &mut DbConnection,
+    changes: &TokenChanges,
+    grant_id: i64,
+    now: i64,
+) -> QueryResult<usize> {
+    changes.changed();
     diesel::update(
         access_tokens::table
             .filter(access_tokens::grant_id.eq(grant_id))
@@ -63,11 +68,12 @@ pub fn revoke_tokens_of(conn: &mut DbConnection, grant_id: i64, now: i64) -> Que
 /// Revokes a user's authorization of an application: its unused codes and every token.
 pub fn revoke_authorization(
     conn: &mut DbConnection,
+    changes: &TokenChanges,
     user_id: i64,
     application_id: i64,
     now: i64,
 ) -> QueryResult<usize> {
-    super::token_state_changed();
+    changes.changed();
     diesel::update(
         access_grants::table
             .filter(access_grants::user_id.eq(user_id))

@@ -20,6 +20,8 @@ pub mod tokens;
 pub mod users;
 pub mod writer;
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use diesel::connection::{AnsiTransactionManager, SimpleConnection, TransactionManager};
@@ -87,10 +89,12 @@ impl DatabaseTarget {
     }
 }
 
-/// Opens connections of the backend the URL names (r2d2's connection manager).
+/// Opens connections of the backend the URL names (r2d2's connection manager), each
+/// counting its statements into the pool's `StatementCount`.
 #[derive(Debug, Clone)]
 pub struct DbManager {
     target: DatabaseTarget,
+    statements: StatementCount,
 }
 
 impl ManageConnection for DbManager {
@@ -101,13 +105,13 @@ impl ManageConnection for DbManager {
         let mut conn = match &self.target {
             DatabaseTarget::Postgres(url) => {
                 let mut pg = PgConnection::establish(url).map_err(r2d2::Error::ConnectionError)?;
-                pg.set_instrumentation(StatementCounter);
+                pg.set_instrumentation(StatementCounter(self.statements.clone()));
                 DbConnection::Pg(pg)
             }
             DatabaseTarget::Sqlite(path) => {
                 let mut sqlite =
                     SqliteConnection::establish(path).map_err(r2d2::Error::ConnectionError)?;
-                sqlite.set_instrumentation(StatementCounter);
+                sqlite.set_instrumentation(StatementCounter(self.statements.clone()));
                 DbConnection::Sqlite(sqlite)
             }
         };
@@ -167,6 +171,21 @@ pub fn connect_and_migrate(
     pool_size: u32,
     connection_timeout: Duration,
 ) -> Result<DbPool, DbSetupError> {
+    connect_counted(
+        url,
+        pool_size,
+        connection_timeout,
+        StatementCount::default(),
+    )
+}
+
+/// `connect_and_migrate`, counting the pool's statements into `statements`.
+pub fn connect_counted(
+    url: &str,
+    pool_size: u32,
+    connection_timeout: Duration,
+    statements: StatementCount,
+) -> Result<DbPool, DbSetupError> {
     let target = DatabaseTarget::parse(url)?;
     if let DatabaseTarget::Postgres(url) = &target {
         prepare_postgres(url)?;
@@ -193,7 +212,7 @@ pub fn connect_and_migrate(
         // connection, so the hot path skips that statement there.
         .test_on_check_out(matches!(target, DatabaseTarget::Postgres(_)))
         .connection_timeout(connection_timeout)
-        .build(DbManager { target })?;
+        .build(DbManager { target, statements })?;
     let mut conn = pool.get()?;
     run_migrations(&mut conn)?;
     Ok(pool)
@@ -272,45 +291,52 @@ where
     }
 }
 
-/// SQL statements run on the pool's connections since the process started (`GetStats`).
-static STATEMENTS_RUN: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+/// SQL statements run on one pool's connections since it opened (`GetStats`): every
+/// connection of the pool counts into it, BEGIN, SAVEPOINT and COMMIT included, so the
+/// harness reads statements per request on SQLite too, which keeps no counters of its own.
+#[derive(Debug, Clone, Default)]
+pub struct StatementCount(Arc<AtomicU64>);
 
-/// See `STATEMENTS_RUN`.
-pub fn statements_run() -> u64 {
-    STATEMENTS_RUN.load(std::sync::atomic::Ordering::Relaxed)
+impl StatementCount {
+    /// The count so far.
+    pub fn get(&self) -> u64 {
+        self.0.load(Ordering::Relaxed)
+    }
 }
 
-/// Counts every statement a connection finishes, BEGIN, SAVEPOINT and COMMIT included:
-/// the harness reads the count before and after a run (statements per request, on SQLite
-/// too, which keeps no counters of its own).
-struct StatementCounter;
+/// Counts statements as a connection finishes them (Diesel's instrumentation).
+struct StatementCounter(StatementCount);
 
 impl diesel::connection::Instrumentation for StatementCounter {
     fn on_connection_event(&mut self, event: diesel::connection::InstrumentationEvent<'_>) {
         if let diesel::connection::InstrumentationEvent::FinishQuery { .. } = event {
-            STATEMENTS_RUN.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            self.0.0.fetch_add(1, Ordering::Relaxed);
         }
     }
 }
 
-/// Counts this process's changes that can end or alter a token before its `exp`: a
+/// Counts one service's changes that can end or alter a token before its `exp`: a
 /// revocation, a blocked or unblocked user, a sign-in (shown on `/api/v4/user`), a deleted
-/// application. The caches of checked tokens (`validation`) keep an entry only while this
+/// application. Every query that makes such a change takes it, so none can forget to count.
+/// The service's cache of checked tokens (`validation`) keeps an entry only while this
 /// count is unchanged, so that such a change made here applies at once; changes made by
-/// other processes reach them within `tokens.validation_cache_seconds`.
+/// other processes reach it within `tokens.validation_cache_seconds`.
 ///
 /// It moves before the change commits and is read before a token's row is, so a check that
 /// overlaps the change can still cache the row as it was: for at most that same bound.
-static TOKEN_STATE_CHANGES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+#[derive(Debug, Clone, Default)]
+pub struct TokenChanges(Arc<AtomicU64>);
 
-/// See `TOKEN_STATE_CHANGES`.
-pub fn token_state_changes() -> u64 {
-    TOKEN_STATE_CHANGES.load(std::sync::atomic::Ordering::Acquire)
-}
+impl TokenChanges {
+    /// The count so far.
+    pub fn current(&self) -> u64 {
+        self.0.load(Ordering::Acquire)
+    }
 
-/// Marks a change that can end or alter tokens (see `TOKEN_STATE_CHANGES`).
-pub fn token_state_changed() {
-    TOKEN_STATE_CHANGES.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+    /// Marks a change that can end or alter tokens.
+    pub fn changed(&self) {
+        self.0.fetch_add(1, Ordering::AcqRel);
+    }
 }
 
 /// Serialises this process's SQLite write transactions (see `begin_write`).
@@ -394,7 +420,7 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn every_statement_on_a_pooled_connection_is_counted() {
         let scratch = crate::testing::Scratch::new().await;
-        let before = statements_run();
+        let before = scratch.state.statements.get();
         let user = scratch.user.id;
         scratch
             .run(move |conn| {
@@ -405,7 +431,7 @@ mod tests {
                 })
             })
             .await;
-        // Other tests run beside this one on the same counter, so at least six.
-        assert!(statements_run() - before >= 6);
+        // The service's own checks may run beside it, so at least six.
+        assert!(scratch.state.statements.get() - before >= 6);
     }
 }

@@ -2,6 +2,10 @@
 
 use diesel::prelude::*;
 
+use doorward_shared::GrantType;
+
+use super::device_grants::DeviceStatus;
+
 use super::schema::{
     access_grants, access_tokens, applications, device_grants, signing_keys, users,
 };
@@ -62,14 +66,48 @@ pub struct ApplicationRow {
     pub created_at: i64,
     pub updated_at: i64,
     /// Allowed grant types, space separated (SEC-TK-06).
-    pub grant_types: String,
+    #[diesel(deserialize_as = String)]
+    pub grant_types: RegisteredGrants,
 }
 
 impl ApplicationRow {
-    /// Whether the application may use `grant` (a short name, see `grants::GrantType`).
-    pub fn allows_grant(&self, grant: doorward_shared::GrantType) -> bool {
-        let name = grant.registration_name();
-        self.grant_types.split_whitespace().any(|g| g == name)
+    /// Whether the application is registered for `grant`.
+    pub fn allows_grant(&self, grant: GrantType) -> bool {
+        self.grant_types.0.contains(&grant)
+    }
+}
+
+/// The grant types an application is registered for: the `grant_types` column (their
+/// registration names, space-separated), read as this type and never as a free string.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct RegisteredGrants(pub Vec<GrantType>);
+
+impl RegisteredGrants {
+    /// The registration names, in the stored order.
+    pub fn names(&self) -> Vec<&'static str> {
+        self.0.iter().map(|g| g.registration_name()).collect()
+    }
+}
+
+impl TryFrom<String> for RegisteredGrants {
+    type Error = String;
+
+    /// A name it does not know fails the query, naming the column and the value.
+    fn try_from(stored: String) -> Result<Self, String> {
+        stored
+            .split_whitespace()
+            .map(|name| {
+                GrantType::from_registration(name)
+                    .ok_or_else(|| format!("applications.grant_types: unknown value {name:?}"))
+            })
+            .collect::<Result<_, _>>()
+            .map(Self)
+    }
+}
+
+impl std::fmt::Display for RegisteredGrants {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.names().join(" "))
     }
 }
 
@@ -172,7 +210,8 @@ pub struct DeviceGrantRow {
     pub application_id: i64,
     pub scopes: String,
     pub user_id: Option<i64>,
-    pub status: String,
+    #[diesel(deserialize_as = String)]
+    pub status: DeviceStatus,
     pub polling_interval: i64,
     pub last_polled_at: Option<i64>,
     pub created_at: i64,
@@ -191,4 +230,65 @@ pub struct NewDeviceGrant<'a> {
     pub polling_interval: i64,
     pub created_at: i64,
     pub expires_at: i64,
+}
+
+#[cfg(test)]
+mod tests {
+    use diesel::prelude::*;
+
+    use crate::db;
+    use crate::error::ServiceError;
+    use crate::testing::Scratch;
+
+    /// Writes `value` into `column` of the scratch application's row, behind Diesel's back.
+    async fn corrupt(scratch: &Scratch, sql: &'static str) {
+        let id = scratch.app.id;
+        scratch
+            .run(move |conn| {
+                diesel::sql_query(sql)
+                    .bind::<diesel::sql_types::BigInt, _>(id)
+                    .execute(conn)
+            })
+            .await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_grant_type_the_code_does_not_know_fails_the_read_naming_the_column() {
+        let scratch = Scratch::new().await;
+        corrupt(
+            &scratch,
+            "UPDATE applications SET grant_types = 'password telepathy' WHERE id = ?",
+        )
+        .await;
+        let uid = scratch.app.uid.clone();
+        let read = scratch
+            .state
+            .db(move |conn| Ok::<_, ServiceError>(db::applications::find_by_uid(conn, &uid)?))
+            .await;
+        let message = read.expect_err("a corrupt row is an error").to_string();
+        assert!(
+            message.contains("applications.grant_types") && message.contains("telepathy"),
+            "{message}"
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn registered_scopes_that_do_not_parse_name_the_row_and_never_shrink_to_none() {
+        let scratch = Scratch::new().await;
+        corrupt(
+            &scratch,
+            "UPDATE applications SET scopes = 'api telepathy' WHERE id = ?",
+        )
+        .await;
+        let uid = scratch.app.uid.clone();
+        let app = scratch
+            .run(move |conn| db::applications::find_by_uid(conn, &uid))
+            .await
+            .expect("the row reads: scopes are parsed where they are used");
+        let err = crate::grants::rules::registered_scopes(&app).expect_err("no empty default");
+        assert_eq!(
+            err.to_string(),
+            format!("stored row applications {}: scopes does not parse", app.id)
+        );
+    }
 }

@@ -3,9 +3,9 @@
 
 use diesel::prelude::*;
 
-use super::DbConnection;
 use super::models::{AccessTokenRow, UserRow};
 use super::schema::{access_tokens, applications, users};
+use super::{DbConnection, TokenChanges};
 
 /// Stores a freshly minted token.
 pub fn insert(conn: &mut DbConnection, row: &AccessTokenRow) -> QueryResult<()> {
@@ -102,8 +102,13 @@ pub fn lock_family(conn: &mut DbConnection, family_id: &str) -> QueryResult<()> 
 }
 
 /// Revokes every live token of a refresh family in one set-based statement.
-pub fn revoke_family(conn: &mut DbConnection, family_id: &str, now: i64) -> QueryResult<usize> {
-    super::token_state_changed();
+pub fn revoke_family(
+    conn: &mut DbConnection,
+    changes: &TokenChanges,
+    family_id: &str,
+    now: i64,
+) -> QueryResult<usize> {
+    changes.changed();
     diesel::update(
         access_tokens::table
             .filter(access_tokens::family_id.eq(family_id))
@@ -114,8 +119,13 @@ pub fn revoke_family(conn: &mut DbConnection, family_id: &str, now: i64) -> Quer
 }
 
 /// Revokes one token row (access and refresh together).
-pub fn revoke(conn: &mut DbConnection, jti: &str, now: i64) -> QueryResult<usize> {
-    super::token_state_changed();
+pub fn revoke(
+    conn: &mut DbConnection,
+    changes: &TokenChanges,
+    jti: &str,
+    now: i64,
+) -> QueryResult<usize> {
+    changes.changed();
     diesel::update(
         access_tokens::table
             .filter(access_tokens::jti.eq(jti))

@@ -2,9 +2,9 @@
 
 use diesel::prelude::*;
 
-use super::DbConnection;
 use super::models::{NewUser, UserRow};
 use super::schema::users;
+use super::{DbConnection, TokenChanges};
 
 diesel::define_sql_function!(fn lower(x: diesel::sql_types::Text) -> diesel::sql_types::Text);
 
@@ -75,8 +75,14 @@ pub fn update_password_hash(
 }
 
 /// Sets the account state ("active" or "blocked").
-pub fn set_state(conn: &mut DbConnection, id: i64, state: &str, now: i64) -> QueryResult<usize> {
-    super::token_state_changed();
+pub fn set_state(
+    conn: &mut DbConnection,
+    changes: &TokenChanges,
+    id: i64,
+    state: &str,
+    now: i64,
+) -> QueryResult<usize> {
+    changes.changed();
     diesel::update(users::table.find(id))
         .set((users::state.eq(state), users::updated_at.eq(now)))
         .execute(conn)
@@ -85,8 +91,13 @@ pub fn set_state(conn: &mut DbConnection, id: i64, state: &str, now: i64) -> Que
 /// Devise's trackable fields: a web sign-in moves `current_sign_in_at` to
 /// `last_sign_in_at` and sets it to `now` (`auth_time` of later id_tokens, GitLab's
 /// `current_sign_in_at` on `/api/v4/user`).
-pub fn record_sign_in(conn: &mut DbConnection, id: i64, now: i64) -> QueryResult<usize> {
-    super::token_state_changed();
+pub fn record_sign_in(
+    conn: &mut DbConnection,
+    changes: &TokenChanges,
+    id: i64,
+    now: i64,
+) -> QueryResult<usize> {
+    changes.changed();
     diesel::update(users::table.find(id))
         .set((
             users::last_sign_in_at.eq(users::current_sign_in_at),

@@ -127,7 +127,7 @@ fn redeem(
     }
     if !db::grants::consume(conn, grant.id, now)? {
         // RFC 6749 §4.1.2: a second use revokes every token minted from the code.
-        let revoked = db::grants::revoke_tokens_of(conn, grant.id, now)?;
+        let revoked = db::grants::revoke_tokens_of(conn, &state.token_changes, grant.id, now)?;
         tracing::warn!(
             target: "audit",
             event = "authorization_code_replay",
@@ -332,8 +332,9 @@ mod tests {
         let code = code(&scratch).await;
         let read = read(&scratch.state, &code).await.unwrap();
         let (user, app, now) = (scratch.user.id, scratch.app.id, scratch.state.now());
+        let changes = scratch.state.token_changes.clone();
         scratch
-            .run(move |conn| db::grants::revoke_authorization(conn, user, app, now))
+            .run(move |conn| db::grants::revoke_authorization(conn, &changes, user, app, now))
             .await;
         let result = exchange_read(&scratch, &code, read).await;
         assert_eq!(refused(result), ErrorCode::InvalidGrant);

@@ -9,8 +9,9 @@
 
 use doorward_shared::{ErrorCode, Secret};
 
+use crate::db::device_grants::{self, DeviceStatus};
 use crate::db::models::{ApplicationRow, DeviceGrantRow};
-use crate::db::{self, DbConnection, device_grants};
+use crate::db::{self, DbConnection};
 use crate::error::{GrantError, OAuthFailure, Outcome, ServiceError};
 use crate::issuance::{self, TokenResponse, Unsigned};
 use crate::state::AppState;
@@ -70,18 +71,18 @@ fn undecided(
     grant: &DeviceGrantRow,
     now: i64,
 ) -> Result<Option<OAuthFailure>, ServiceError> {
-    let refusal = match grant.status.as_str() {
-        device_grants::USED => invalid_grant(),
+    let refusal = match grant.status {
+        DeviceStatus::Used => invalid_grant(),
         _ if grant.expires_at <= now => OAuthFailure::with(
             ErrorCode::ExpiredToken,
             "The device code has expired. Start a new device authorization.",
         ),
-        device_grants::DENIED => OAuthFailure::with(
+        DeviceStatus::Denied => OAuthFailure::with(
             ErrorCode::AccessDenied,
             "The user denied the authorization request.",
         ),
-        device_grants::PENDING => pending(conn, grant, now)?,
-        _ => return Ok(None),
+        DeviceStatus::Pending => pending(conn, grant, now)?,
+        DeviceStatus::Approved => return Ok(None),
     };
     Ok(Some(refusal))
 }

@@ -320,7 +320,7 @@ fn rotate(
         return Ok(Outcome::Done(again));
     }
     // SEC-RT-02: reuse of a rotated token revokes the family.
-    let revoked = db::tokens::revoke_family(conn, &family_id, now)?;
+    let revoked = db::tokens::revoke_family(conn, &state.token_changes, &family_id, now)?;
     tracing::warn!(
         target: "audit",
         event = "refresh_token_reuse",
@@ -549,8 +549,9 @@ mod tests {
         let read = read(state, &presented).await.unwrap();
         let jti = stored(&scratch, &presented).await.jti;
         let now = state.now();
+        let changes = state.token_changes.clone();
         scratch
-            .run(move |conn| db::tokens::revoke(conn, &jti, now))
+            .run(move |conn| db::tokens::revoke(conn, &changes, &jti, now))
             .await;
         let result = finish(
             state,

@@ -115,9 +115,10 @@ impl pb::applications_server::Applications for ApplicationsImpl {
     ) -> Result<Response<pb::DeleteApplicationResponse>, Status> {
         let uid = request.into_inner().uid;
         let forgotten = uid.clone();
+        let changes = self.state.token_changes.clone();
         let deleted = self
             .state
-            .db(move |conn| Ok::<_, ServiceError>(db::applications::delete(conn, &uid)?))
+            .db(move |conn| Ok::<_, ServiceError>(db::applications::delete(conn, &changes, &uid)?))
             .await?;
         self.state.clients.forget(&forgotten);
         Ok(Response::new(pb::DeleteApplicationResponse {

@@ -95,8 +95,11 @@ impl pb::authorizations_server::Authorizations for AuthorizationsImpl {
     ) -> Result<Response<pb::Empty>, Status> {
         let r = request.into_inner();
         let now = self.state.now();
+        let changes = self.state.token_changes.clone();
         self.state
-            .db(move |conn| authorize::revoke_authorized(conn, r.user_id, &r.client_id, now))
+            .db(move |conn| {
+                authorize::revoke_authorized(conn, &changes, r.user_id, &r.client_id, now)
+            })
             .await?;
         Ok(Response::new(pb::Empty {}))
     }

@@ -47,7 +47,8 @@ pub fn application(row: &ApplicationRow) -> pb::Application {
         trusted: row.trusted,
         grant_types: row
             .grant_types
-            .split_whitespace()
+            .names()
+            .into_iter()
             .map(str::to_owned)
             .collect(),
         owner_id: row.owner_id,

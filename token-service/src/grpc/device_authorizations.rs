@@ -34,7 +34,7 @@ fn lookup_response(outcome: Outcome<Pending>) -> pb::LookupUserCodeResponse {
             application: Some(convert::application(&pending.application)),
             scopes: pending.scopes,
             expires_at: pending.expires_at,
-            status: pending.status.to_owned(),
+            status: pending.status.as_str().to_owned(),
         }),
         Outcome::Refused(failure) => Answer::Error(convert::oauth_error(&failure)),
     };

@@ -135,7 +135,7 @@ impl TokenService for TokenServiceImpl {
         _request: Request<pb::Empty>,
     ) -> Result<Response<pb::ServiceStats>, Status> {
         Ok(Response::new(pb::ServiceStats {
-            database_statements: crate::db::statements_run(),
+            database_statements: self.state.statements.get(),
         }))
     }
 }

@@ -79,9 +79,10 @@ impl pb::users_server::Users for UsersImpl {
             Ok(mut user) => {
                 let now = self.state.now();
                 let id = user.id;
+                let changes = self.state.token_changes.clone();
                 self.state
                     .db(move |conn| {
-                        Ok::<_, ServiceError>(db::users::record_sign_in(conn, id, now)?)
+                        Ok::<_, ServiceError>(db::users::record_sign_in(conn, &changes, id, now)?)
                     })
                     .await?;
                 user.last_sign_in_at = user.current_sign_in_at;

@@ -39,7 +39,7 @@ pub(super) enum Cached {
         checked_at: i64,
         /// The key set's generation it was verified with.
         generation: u64,
-        /// `db::token_state_changes` when its row was read.
+        /// `AppState::token_changes` when its row was read.
         changes: u64,
     },
     Revoked {

@@ -86,8 +86,8 @@ pub async fn check(
         key: sha256(token.as_bytes()),
         now,
         generation: state.keys.generation(),
-        // Read before the row is (see `db::TOKEN_STATE_CHANGES`).
-        changes: db::token_state_changes(),
+        // Read before the row is (see `db::TokenChanges`).
+        changes: state.token_changes.current(),
     };
     // The token's own `exp` and `iat`, when it was verified just now: a signed token whose
     // times differ from its row's (only our key could make one) is not taken for it

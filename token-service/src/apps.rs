@@ -105,7 +105,7 @@ fn validate(fields: &ApplicationFields, confidential: bool) -> Result<Validated,
         }
     }
     let scopes = if fields.scopes.iter().all(|s| s.trim().is_empty()) {
-        Ok(ScopeSet::parse(doorward_shared::scope::DEFAULT_SCOPE).unwrap_or_default())
+        Ok(ScopeSet::default_scope())
     } else {
         ScopeSet::parse(&fields.scopes.join(" "))
     };

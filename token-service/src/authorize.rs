@@ -12,7 +12,7 @@ use doorward_shared::{ErrorCode, ScopeSet};
 
 use crate::db::models::{ApplicationRow, NewAccessGrant};
 use crate::db::{self, DbConnection};
-use crate::error::{OAuthFailure, ServiceError};
+use crate::error::{OAuthFailure, Outcome, ServiceError};
 use crate::grants::rules::{registered_scopes, require_grant, resolve_scopes, stored_scopes};
 use crate::pkce::{self, Method};
 use crate::redirect_uri;
@@ -143,7 +143,7 @@ pub fn pre_authorize(
     conn: &mut DbConnection,
     request: &AuthorizationRequest,
     user_id: Option<i64>,
-) -> Result<Result<PreAuthorized, AuthorizeError>, ServiceError> {
+) -> Result<Outcome<PreAuthorized, AuthorizeError>, ServiceError> {
     check(conn, request, user_id, Consent::Open)
 }
 
@@ -152,12 +152,12 @@ fn check(
     request: &AuthorizationRequest,
     user_id: Option<i64>,
     consent: Consent,
-) -> Result<Result<PreAuthorized, AuthorizeError>, ServiceError> {
+) -> Result<Outcome<PreAuthorized, AuthorizeError>, ServiceError> {
     // 1-3: the client, before anything else (SEC-AZ-01).
     if request.client_id.is_empty() {
-        return Ok(Err(AuthorizeError::page(OAuthFailure::missing(
-            "client_id",
-        ))));
+        return Ok(Outcome::Refused(AuthorizeError::page(
+            OAuthFailure::missing("client_id"),
+        )));
     }
     let app = if request.client_id.contains('\0') {
         None
@@ -165,12 +165,12 @@ fn check(
         db::applications::find_by_uid(conn, &request.client_id)?
     };
     let Some(app) = app else {
-        return Ok(Err(AuthorizeError::page(OAuthFailure::new(
+        return Ok(Outcome::Refused(AuthorizeError::page(OAuthFailure::new(
             ErrorCode::InvalidClient,
         ))));
     };
     if let Err(failure) = require_grant(&app, doorward_shared::GrantType::AuthorizationCode) {
-        return Ok(Err(AuthorizeError::page(failure)));
+        return Ok(Outcome::Refused(AuthorizeError::page(failure)));
     }
     // 5: the redirect URI, compared exactly with the registered ones (SEC-RU-01/02/05).
     let registered = crate::apps::redirect_uris(&app);
@@ -178,20 +178,14 @@ fn check(
         || redirect_uri::find_match(registered.iter().map(String::as_str), &request.redirect_uri)
             .is_none()
     {
-        return Ok(Err(AuthorizeError::page(OAuthFailure::new(
+        return Ok(Outcome::Refused(AuthorizeError::page(OAuthFailure::new(
             ErrorCode::InvalidRedirectUri,
         ))));
     }
     let registered = registered_scopes(&app)?;
     // From here on the client and its redirect URI are trusted: errors are redirected.
-    Ok(check_request(
-        conn,
-        request,
-        app,
-        &registered,
-        user_id,
-        consent,
-    ))
+    let checked = check_request(conn, request, app, &registered, user_id, consent);
+    Ok(checked.map_or_else(Outcome::Refused, Outcome::Done))
 }
 
 fn check_request(
@@ -336,18 +330,18 @@ pub fn issue_code(
     request: &AuthorizationRequest,
     user_id: i64,
     auth_time: i64,
-) -> Result<Result<String, AuthorizeError>, ServiceError> {
+) -> Result<Outcome<String, AuthorizeError>, ServiceError> {
     // The user has just consented, so the prompt has been answered.
     let mut request = request.clone();
     request.prompt = None;
     let pre = match check(conn, &request, Some(user_id), Consent::Given)? {
-        Ok(pre) => pre,
-        Err(err) => return Ok(Err(err)),
+        Outcome::Done(pre) => pre,
+        Outcome::Refused(err) => return Ok(Outcome::Refused(err)),
     };
     if !db::users::find(conn, user_id)?.is_some_and(|u| u.is_active()) {
-        return Ok(Err(AuthorizeError::redirect(OAuthFailure::new(
-            ErrorCode::AccessDenied,
-        ))));
+        return Ok(Outcome::Refused(AuthorizeError::redirect(
+            OAuthFailure::new(ErrorCode::AccessDenied),
+        )));
     }
     let now = state.now();
     let code = random_token();
@@ -368,7 +362,7 @@ pub fn issue_code(
             expires_at: now + state.config.tokens.authorization_code_ttl_seconds,
         },
     )?;
-    Ok(Ok(code.expose().to_owned()))
+    Ok(Outcome::Done(code.expose().to_owned()))
 }
 
 /// An application a user has authorized, as the authorized-applications page lists it.

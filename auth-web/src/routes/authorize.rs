@@ -160,13 +160,20 @@ fn respond_error(
     )
 }
 
-/// token-service's verdict on an authorization request: what the consent page needs, or
-/// its refusal. The outer error is a failed call, the inner one a refusal.
+/// token-service's verdict on an authorization request (a failed call is a `PageError`).
+enum Verdict {
+    /// What the consent page needs.
+    Allowed(pb::PreAuthorized),
+    /// The refusal, and whether it may go to the redirect URI.
+    Refused(pb::AuthorizeError),
+}
+
+/// Asks token-service for its verdict on an authorization request.
 async fn pre_authorize(
     state: &WebState,
     request: &pb::AuthorizationRequest,
     user_id: Option<i64>,
-) -> Result<Result<pb::PreAuthorized, pb::AuthorizeError>, PageError> {
+) -> Result<Verdict, PageError> {
     let answer = state
         .upstream
         .authorizations
@@ -177,8 +184,8 @@ async fn pre_authorize(
         })
         .await?;
     match answer.into_inner().result {
-        Some(pb::pre_authorize_response::Result::Ok(pre)) => Ok(Ok(pre)),
-        Some(pb::pre_authorize_response::Result::Error(e)) => Ok(Err(e)),
+        Some(pb::pre_authorize_response::Result::Ok(pre)) => Ok(Verdict::Allowed(pre)),
+        Some(pb::pre_authorize_response::Result::Error(e)) => Ok(Verdict::Refused(e)),
         None => Err(PageError::empty_answer("PreAuthorize")),
     }
 }
@@ -292,8 +299,8 @@ pub async fn show(
         SignedIn::Stale | SignedIn::No => None,
     };
     let pre = match pre_authorize(&state, &request, user_id).await? {
-        Ok(pre) => pre,
-        Err(refusal) => return refused(&state, &request, refusal),
+        Verdict::Allowed(pre) => pre,
+        Verdict::Refused(refusal) => return refused(&state, &request, refusal),
     };
     let user = match who {
         SignedIn::Fresh(user) => user,
@@ -421,7 +428,7 @@ async fn deny(
     request: &pb::AuthorizationRequest,
     user: &SessionUser,
 ) -> Result<HttpResponse, PageError> {
-    if let Err(refusal) = pre_authorize(state, request, Some(user.id)).await?
+    if let Verdict::Refused(refusal) = pre_authorize(state, request, Some(user.id)).await?
         && !refusal.redirectable
     {
         return Err(not_redirectable(refusal.error.unwrap_or_default()));

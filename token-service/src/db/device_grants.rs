@@ -4,45 +4,9 @@
 use diesel::prelude::*;
 
 use super::DbConnection;
+pub use super::models::DeviceStatus;
 use super::models::{DeviceGrantRow, NewDeviceGrant};
 use super::schema::device_grants;
-
-/// Where a device authorization stands: the `status` column, read as this type and never
-/// as a free string (a stored value it does not know fails the query, naming it).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum DeviceStatus {
-    /// Waiting for the user.
-    Pending,
-    /// The user approved; the next poll gets the tokens.
-    Approved,
-    /// The user denied.
-    Denied,
-    /// Tokens were issued: spent.
-    Used,
-}
-
-impl DeviceStatus {
-    /// As stored, and as the verification page's status says it.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Pending => "pending",
-            Self::Approved => "approved",
-            Self::Denied => "denied",
-            Self::Used => "used",
-        }
-    }
-}
-
-impl TryFrom<String> for DeviceStatus {
-    type Error = String;
-
-    fn try_from(stored: String) -> Result<Self, String> {
-        [Self::Pending, Self::Approved, Self::Denied, Self::Used]
-            .into_iter()
-            .find(|status| status.as_str() == stored)
-            .ok_or_else(|| format!("device_grants.status: unknown value {stored:?}"))
-    }
-}
 
 /// Stores a new device authorization.
 pub fn insert(conn: &mut DbConnection, grant: &NewDeviceGrant<'_>) -> QueryResult<()> {

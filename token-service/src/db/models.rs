@@ -4,8 +4,6 @@ use diesel::prelude::*;
 
 use doorward_shared::GrantType;
 
-use super::device_grants::DeviceStatus;
-
 use super::schema::{
     access_grants, access_tokens, applications, device_grants, signing_keys, users,
 };
@@ -216,6 +214,43 @@ pub struct DeviceGrantRow {
     pub last_polled_at: Option<i64>,
     pub created_at: i64,
     pub expires_at: i64,
+}
+
+/// Where a device authorization stands: the `status` column, read as this type and never
+/// as a free string (a stored value it does not know fails the query, naming it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeviceStatus {
+    /// Waiting for the user.
+    Pending,
+    /// The user approved; the next poll gets the tokens.
+    Approved,
+    /// The user denied.
+    Denied,
+    /// Tokens were issued: spent.
+    Used,
+}
+
+impl DeviceStatus {
+    /// As stored, and as the verification page's status says it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::Approved => "approved",
+            Self::Denied => "denied",
+            Self::Used => "used",
+        }
+    }
+}
+
+impl TryFrom<String> for DeviceStatus {
+    type Error = String;
+
+    fn try_from(stored: String) -> Result<Self, String> {
+        [Self::Pending, Self::Approved, Self::Denied, Self::Used]
+            .into_iter()
+            .find(|status| status.as_str() == stored)
+            .ok_or_else(|| format!("device_grants.status: unknown value {stored:?}"))
+    }
 }
 
 /// A new device authorization.

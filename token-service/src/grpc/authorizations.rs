@@ -6,6 +6,7 @@ use tonic::{Request, Response, Status};
 
 use super::convert;
 use crate::authorize;
+use crate::error::Outcome;
 use crate::state::AppState;
 
 /// The tonic service.
@@ -33,12 +34,14 @@ impl pb::authorizations_server::Authorizations for AuthorizationsImpl {
             .db(move |conn| authorize::pre_authorize(conn, &auth_request, r.user_id))
             .await?;
         let result = match outcome {
-            Ok(pre) => pb::pre_authorize_response::Result::Ok(pb::PreAuthorized {
+            Outcome::Done(pre) => pb::pre_authorize_response::Result::Ok(pb::PreAuthorized {
                 application: Some(convert::application(&pre.app)),
                 scopes: pre.scopes.names(),
                 skip_consent: pre.skip_consent,
             }),
-            Err(err) => pb::pre_authorize_response::Result::Error(convert::authorize_error(&err)),
+            Outcome::Refused(err) => {
+                pb::pre_authorize_response::Result::Error(convert::authorize_error(&err))
+            }
         };
         Ok(Response::new(pb::PreAuthorizeResponse {
             result: Some(result),
@@ -59,8 +62,10 @@ impl pb::authorizations_server::Authorizations for AuthorizationsImpl {
             })
             .await?;
         let result = match outcome {
-            Ok(code) => pb::issue_code_response::Result::Code(code),
-            Err(err) => pb::issue_code_response::Result::Error(convert::authorize_error(&err)),
+            Outcome::Done(code) => pb::issue_code_response::Result::Code(code),
+            Outcome::Refused(err) => {
+                pb::issue_code_response::Result::Error(convert::authorize_error(&err))
+            }
         };
         Ok(Response::new(pb::IssueCodeResponse {
             result: Some(result),

@@ -75,11 +75,24 @@ pub struct UnixSocket {
 }
 
 /// Binds `path` as a Unix socket only its owner may connect to. A socket file left by an
-/// earlier run is replaced; any other file at that path is an error.
+/// earlier run is replaced; one that a running process still answers on (a second start of
+/// the same configuration) is an error, and is left to its owner; any other file at that
+/// path is an error.
 pub fn bind_unix(path: &Path) -> io::Result<UnixSocket> {
     use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
     match std::fs::symlink_metadata(path) {
-        Ok(meta) if meta.file_type().is_socket() => std::fs::remove_file(path)?,
+        Ok(meta) if meta.file_type().is_socket() => {
+            if std::os::unix::net::UnixStream::connect(path).is_ok() {
+                return Err(io::Error::new(
+                    io::ErrorKind::AddrInUse,
+                    format!(
+                        "{} is in use by a running process (another Doorward?): stop it, or set another token_service_socket",
+                        path.display()
+                    ),
+                ));
+            }
+            std::fs::remove_file(path)?
+        }
         Ok(_) => {
             return Err(io::Error::new(
                 io::ErrorKind::AlreadyExists,
@@ -173,12 +186,38 @@ fn tls_handshakes(
     ReceiverStream::new(handshaken)
 }
 
-/// Removes the socket file when the service stops.
-pub struct SocketFile(pub PathBuf);
+/// Removes the socket file when the service stops, if it is still the one this process
+/// created (another process may have replaced it since: that one is not ours to remove).
+pub struct SocketFile {
+    path: PathBuf,
+    inode: Option<u64>,
+}
+
+impl SocketFile {
+    /// The socket file just bound at `path`.
+    pub fn created(path: PathBuf) -> Self {
+        Self {
+            inode: inode(&path),
+            path,
+        }
+    }
+
+    /// Its path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+fn inode(path: &Path) -> Option<u64> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::symlink_metadata(path).ok().map(|meta| meta.ino())
+}
 
 impl Drop for SocketFile {
     fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.0);
+        if self.inode.is_some() && inode(&self.path) == self.inode {
+            let _ = std::fs::remove_file(&self.path);
+        }
     }
 }
 
@@ -285,9 +324,37 @@ mod tests {
         drop(first); // a crash leaves the file behind
         assert!(path.exists());
         let second = bind_unix(&path).expect("the stale socket is replaced");
+        let file = SocketFile::created(path.clone());
         let client = UnixStream::connect(&path).await.expect("it accepts");
         drop((client, second));
-        drop(SocketFile(path.clone()));
+        drop(file);
+        assert!(!path.exists());
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_socket_a_running_process_answers_on_is_neither_taken_nor_removed() {
+        let dir = scratch_dir();
+        let path = dir.join("token-service.sock");
+        let running = bind_unix(&path).unwrap();
+        let running_file = SocketFile::created(path.clone());
+        let err = bind_unix(&path).expect_err("a second start is refused");
+        assert_eq!(err.kind(), io::ErrorKind::AddrInUse);
+        assert!(
+            err.to_string().contains("in use by a running process"),
+            "{err}"
+        );
+        UnixStream::connect(&path)
+            .await
+            .expect("the running one still answers");
+        // A process whose socket was replaced by another's leaves the new one alone.
+        let stale = SocketFile {
+            path: path.clone(),
+            inode: Some(u64::MAX),
+        };
+        drop(stale);
+        assert!(path.exists());
+        drop((running, running_file));
         assert!(!path.exists());
         std::fs::remove_dir_all(dir).unwrap();
     }

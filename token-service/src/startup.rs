@@ -266,14 +266,17 @@ impl TokenServiceApp {
 
     /// The Unix socket it listens on too, if any.
     pub fn unix_socket(&self) -> Option<&std::path::Path> {
-        self.unix.as_ref().map(|(_, file)| file.0.as_path())
+        self.unix.as_ref().map(|(_, file)| file.path())
     }
 
     /// Also accepts connections on the Unix socket `path` (mode 0600; its owner's processes
     /// are internal callers), removed on stop.
     pub fn listen_unix(&mut self, path: &std::path::Path) -> std::io::Result<()> {
         let listener = crate::listener::bind_unix(path)?;
-        self.unix = Some((listener, crate::listener::SocketFile(path.to_owned())));
+        self.unix = Some((
+            listener,
+            crate::listener::SocketFile::created(path.to_owned()),
+        ));
         Ok(())
     }
 

@@ -394,6 +394,24 @@ fn bad_arguments_get_a_one_line_error_and_a_non_zero_exit() {
     assert_eq!(output.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+    // A missing argument is named on that line; logs to a pipe carry no colour codes.
+    let output = cli.run(&["apps", "create"], None);
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.contains("--name <NAME>") && stderr.contains("(see --help)"),
+        "{stderr}"
+    );
+    let output = Command::new(env!("CARGO_BIN_EXE_token-service"))
+        .args(["keys", "rotate"])
+        .env("DATABASE_URL", &cli.database_url)
+        .env("RUST_LOG", "info")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("signing_key_rotated"), "{stderr}");
+    assert!(!stderr.contains('\u{1b}'), "{stderr}");
 }
 
 #[test]

@@ -86,3 +86,18 @@ pub async fn owner_name(state: &WebState, owner_id: Option<i64>) -> String {
         None => "the administrator of this Doorward".to_owned(),
     }
 }
+
+/// Starts a fresh session for `user`, who has just proved who they are (sign-in or
+/// sign-up).
+pub fn sign_in_as(session: &Session, state: &WebState, user: pb::User) {
+    session::sign_in(
+        session,
+        SessionUser {
+            id: user.id,
+            username: user.username,
+            auth_time: state.now(),
+            admin: user.admin,
+        },
+        state.now(),
+    );
+}

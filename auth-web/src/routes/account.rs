@@ -8,9 +8,9 @@ use askama::Template;
 use doorward_proto::v1 as pb;
 
 use crate::page_error::PageError;
-use crate::page_support::{page_form, require_current_user};
+use crate::page_support::{page_form, require_current_user, sign_in_as};
 use crate::pages::{redirect, render};
-use crate::session::{self, SessionUser};
+use crate::session;
 use crate::state::WebState;
 
 #[derive(Template)]
@@ -95,16 +95,7 @@ pub async fn sign_up(
     let result = state.upstream.users.clone().create_user(request).await?;
     match result.into_inner().result {
         Some(pb::create_user_response::Result::User(user)) => {
-            session::sign_in(
-                &session,
-                SessionUser {
-                    id: user.id,
-                    username: user.username,
-                    auth_time: state.now(),
-                    admin: user.admin,
-                },
-                state.now(),
-            );
+            sign_in_as(&session, &state, user);
             Ok(redirect("/"))
         }
         Some(pb::create_user_response::Result::Errors(errors)) => {

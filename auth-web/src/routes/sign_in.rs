@@ -10,10 +10,10 @@ use doorward_proto::v1 as pb;
 use doorward_shared::ErrorCode;
 
 use crate::page_error::PageError;
-use crate::page_support::page_form;
+use crate::page_support::{page_form, sign_in_as};
 use crate::pages::{redirect, render};
 use crate::params::Params;
-use crate::session::{self, SessionUser};
+use crate::session;
 use crate::state::WebState;
 
 #[derive(Template)]
@@ -154,19 +154,6 @@ pub async fn submit(
             "Invalid username, e-mail or password.",
         ),
     })
-}
-
-fn sign_in_as(session: &Session, state: &WebState, user: pb::User) {
-    session::sign_in(
-        session,
-        SessionUser {
-            id: user.id,
-            username: user.username,
-            auth_time: state.now(),
-            admin: user.admin,
-        },
-        state.now(),
-    );
 }
 
 /// A refused sign-in as the form shows it. Bad credentials never say which part was

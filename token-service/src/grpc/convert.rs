@@ -114,7 +114,7 @@ pub fn token_set(response: TokenResponse) -> pb::TokenSet {
 
 /// Parses a token request once, here at the edge: the grant type and the parameters that
 /// grant requires (doorkeeper's "Missing required parameter" when one is absent or empty).
-pub fn token_request(request: pb::ExchangeRequest) -> Result<TokenRequest, OAuthFailure> {
+pub fn token_request(mut request: pb::ExchangeRequest) -> Result<TokenRequest, OAuthFailure> {
     if request.grant_type.is_empty() {
         return Err(OAuthFailure::missing("grant_type"));
     }
@@ -122,10 +122,10 @@ pub fn token_request(request: pb::ExchangeRequest) -> Result<TokenRequest, OAuth
         .ok_or_else(|| OAuthFailure::new(ErrorCode::UnsupportedGrantType))?;
     let client_ip = request
         .context
-        .as_ref()
-        .map(|c| c.client_ip.clone())
+        .take()
+        .map(|c| c.client_ip)
         .unwrap_or_default();
-    let client = request.client.clone().map(client_auth);
+    let client = request.client.take().map(client_auth);
     let grant = grant_request(grant_type, request)?;
     Ok(TokenRequest {
         client,

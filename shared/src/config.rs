@@ -73,6 +73,23 @@ pub struct Config {
     pub token_service_tls: Option<TokenServiceTlsConfig>,
     /// TLS on auth-web's own listener.
     pub web_tls: Option<WebTlsConfig>,
+    /// `text` (human-readable lines) or `json` (one object per line).
+    pub log_format: LogFormat,
+    /// Where token-service serves `/-/metrics`, `/-/liveness` and `/-/readiness` over plain
+    /// HTTP (unset: not served; the all-in-one binary shows its metrics on auth-web's
+    /// `/-/metrics`).
+    pub metrics_addr: Option<String>,
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// One human-readable line per event (colours only on a terminal).
+    #[default]
+    Text,
+    /// One JSON object per line: time, level, target, message and the request's fields.
+    Json,
 }
 
 /// `[grpc_tls]`: token-service's gRPC port speaks only TLS. With `client_ca_file`, a client
@@ -156,6 +173,9 @@ pub struct TokenConfig {
     /// it again: the bound within which a change made elsewhere (another replica, the CLI)
     /// reaches it. Changes made through this process apply at once. 0: read every time.
     pub client_cache_seconds: i64,
+    /// Signing keys older than this many days are rotated by token-service itself, once
+    /// across all replicas (0: only by `keys rotate`).
+    pub key_rotation_days: u32,
 }
 
 /// Argon2id parameters (OWASP: m=19456 KiB, t=2, p=1) and the size of the hashing pool.
@@ -270,6 +290,9 @@ pub struct WebConfig {
     pub session_absolute_seconds: i64,
     /// Whether people may create accounts at `/users/sign_up`.
     pub sign_up_enabled: bool,
+    /// Who may read `/-/metrics`: addresses or CIDR ranges, matched against the client IP
+    /// (the socket peer, or the forwarded one from a trusted proxy).
+    pub monitoring_ips: Vec<String>,
 }
 
 impl Default for Config {
@@ -294,6 +317,8 @@ impl Default for Config {
             grpc_tls: None,
             token_service_tls: None,
             web_tls: None,
+            log_format: LogFormat::Text,
+            metrics_addr: None,
         }
     }
 }
@@ -321,6 +346,7 @@ impl Default for TokenConfig {
             validation_cache_seconds: 5,
             validation_cache_entries: 50_000,
             client_cache_seconds: 5,
+            key_rotation_days: 90,
         }
     }
 }
@@ -401,6 +427,7 @@ impl Default for WebConfig {
             session_idle_seconds: 8 * 3600,
             session_absolute_seconds: 7 * 24 * 3600,
             sign_up_enabled: true,
+            monitoring_ips: vec!["127.0.0.0/8".into(), "::1/128".into()],
         }
     }
 }

@@ -58,7 +58,7 @@ fn run(args: Cli) -> anyhow::Result<()> {
     let runtime =
         token_service::startup::runtime(&config).context("could not start the async runtime")?;
     if let Some(command) = args.command {
-        telemetry::init_for_cli("warn");
+        telemetry::init_for_cli("warn", config.log_format);
         if let Some(done) = cli::run_without_database(&command) {
             return done;
         }
@@ -67,7 +67,7 @@ fn run(args: Cli) -> anyhow::Result<()> {
             cli::run(&state, command).await
         });
     }
-    telemetry::init("info");
+    telemetry::init("info", config.log_format);
     let (config, upstream) = in_process_link(config)?;
     let token_service = runtime.block_on(TokenServiceApp::build(
         config.clone(),

@@ -6,6 +6,8 @@ pub mod back_channel;
 pub mod client_auth;
 pub mod client_ip;
 pub mod error;
+pub mod metrics;
+pub mod observe;
 pub mod page_error;
 pub mod page_support;
 pub mod pages;
@@ -15,5 +17,6 @@ pub mod session;
 pub mod startup;
 pub mod state;
 pub mod upstream;
+pub mod upstream_timing;
 
 pub use startup::AuthWebApp;

@@ -26,7 +26,6 @@ async fn main() -> std::process::ExitCode {
         Ok(args) => args,
         Err(code) => return code,
     };
-    telemetry::init("info");
     match run(args).await {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(err) => {
@@ -44,6 +43,7 @@ async fn main() -> std::process::ExitCode {
 
 async fn run(args: Cli) -> anyhow::Result<()> {
     let config = Config::load(args.config.as_deref())?;
+    telemetry::init("info", config.log_format);
     let upstream = config.token_service_url.clone();
     let app = AuthWebApp::build(config)?;
     tracing::info!(addr = %app.local_addr(), token_service = %upstream, "auth-web listening");

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use actix_web::dev::{Server, ServerHandle};
-use actix_web::middleware::{DefaultHeaders, Logger, from_fn};
+use actix_web::middleware::{DefaultHeaders, from_fn};
 use actix_web::{App, HttpServer, web};
 use anyhow::Context;
 use doorward_shared::config::Config;
@@ -20,6 +20,7 @@ use crate::state::WebState;
 use crate::upstream::UpstreamConfig;
 use doorward_shared::SystemClock;
 use doorward_shared::clock::SharedClock;
+use doorward_shared::metrics::MonitoringIps;
 
 /// HSTS on every response of a TLS listener: one year.
 pub const HSTS: &str = "max-age=31536000";
@@ -83,6 +84,7 @@ impl AuthWebApp {
             .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()));
         let upstream = UpstreamConfig::new(&config)?;
         let proxies = TrustedProxies::new(&config.web.trusted_proxies);
+        let monitoring = MonitoringIps::parse(&config.web.monitoring_ips)?;
         let tls = web_tls(&config)?;
         let hsts = tls.is_some();
         let config = Arc::new(config);
@@ -94,6 +96,7 @@ impl AuthWebApp {
                 config.clone(),
                 proxies.clone(),
                 clock.clone(),
+                monitoring.clone(),
             ));
             let mut headers = DefaultHeaders::new()
                 .add(("X-Content-Type-Options", "nosniff"))
@@ -115,13 +118,9 @@ impl AuthWebApp {
                 // Innermost, so that it sees the handler's own error before anything else.
                 .wrap(from_fn(log_page_errors))
                 .wrap(headers)
-                // `%U` is the path without the query string: tokens passed as
-                // `?access_token=` never reach the log (SEC-SL-03).
-                .wrap(
-                    Logger::new("%a %{method}xi %U %s %b %Dms")
-                        .custom_request_replace("method", |req| req.method().to_string()),
-                )
                 .wrap(session::middleware(&session_config, session_key.clone()))
+                // Outermost: it times everything and sees the final status.
+                .wrap(from_fn(crate::observe::observe))
                 .configure(routes::configure)
         })
         .workers(workers)

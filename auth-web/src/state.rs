@@ -11,6 +11,7 @@ use doorward_shared::config::Config;
 
 use crate::client_ip::TrustedProxies;
 use crate::upstream::Upstream;
+use doorward_shared::metrics::MonitoringIps;
 
 /// What every handler shares.
 pub struct WebState {
@@ -20,6 +21,11 @@ pub struct WebState {
     pub config: Arc<Config>,
     proxies: TrustedProxies,
     clock: SharedClock,
+    /// Who may read `/-/metrics`.
+    monitoring: MonitoringIps,
+    /// The last readiness check and when it ran (see `routes::health`); held across a
+    /// check, so that probes arriving meanwhile wait for its answer instead of asking too.
+    pub readiness: tokio::sync::Mutex<Option<(std::time::Instant, bool)>>,
 }
 
 impl WebState {
@@ -29,13 +35,25 @@ impl WebState {
         config: Arc<Config>,
         proxies: TrustedProxies,
         clock: SharedClock,
+        monitoring: MonitoringIps,
     ) -> Self {
         Self {
             upstream,
             config,
             proxies,
             clock,
+            monitoring,
+            readiness: tokio::sync::Mutex::new(None),
         }
+    }
+
+    /// Whether the client of `req` may read the metrics: its IP (the forwarded one behind
+    /// a trusted proxy) is one of `web.monitoring_ips`.
+    pub fn may_monitor(&self, req: &HttpRequest) -> bool {
+        self.proxies
+            .client_ip(req)
+            .parse()
+            .is_ok_and(|ip| self.monitoring.allows(ip))
     }
 
     /// The facts about `req` that token-service's rules need.

@@ -15,22 +15,33 @@ use tonic::service::interceptor::InterceptedService;
 use tonic::transport::{Channel, Endpoint};
 use tonic::{Request, Status};
 
-/// Adds `authorization: Bearer <service token>` when one is configured.
-#[derive(Clone)]
-pub struct ServiceToken(Option<MetadataValue<tonic::metadata::Ascii>>);
+use crate::upstream_timing::Timed;
 
-impl tonic::service::Interceptor for ServiceToken {
+/// Adds `authorization: Bearer <service token>` when one is configured, and the request id
+/// of the HTTP request the call is made for (`x-request-id`), so that token-service logs
+/// under the same id.
+#[derive(Clone)]
+pub struct CallMetadata(Option<MetadataValue<tonic::metadata::Ascii>>);
+
+impl tonic::service::Interceptor for CallMetadata {
     fn call(&mut self, mut request: Request<()>) -> Result<Request<()>, Status> {
         if let Some(value) = &self.0 {
             request
                 .metadata_mut()
                 .insert("authorization", value.clone());
         }
+        if let Some(id) = crate::observe::current_request_id()
+            && let Ok(value) = id.as_str().parse()
+        {
+            request
+                .metadata_mut()
+                .insert(doorward_shared::request_id::HEADER, value);
+        }
         Ok(request)
     }
 }
 
-type Svc = InterceptedService<Channel, ServiceToken>;
+type Svc = InterceptedService<Timed<Channel>, CallMetadata>;
 
 /// Clients of every token-service API auth-web calls.
 #[derive(Clone)]
@@ -45,6 +56,8 @@ pub struct Upstream {
     pub authorizations: pb::authorizations_client::AuthorizationsClient<Svc>,
     /// `doorward.v1.DeviceAuthorizations`.
     pub devices: pb::device_authorizations_client::DeviceAuthorizationsClient<Svc>,
+    /// `grpc.health.v1.Health` (readiness).
+    pub health: tonic_health::pb::health_client::HealthClient<Svc>,
 }
 
 /// A bad `TOKEN_SERVICE_URL` or service token.
@@ -210,13 +223,14 @@ impl UpstreamConfig {
                 ))
             }
         };
-        let svc = InterceptedService::new(channel, ServiceToken(self.token.clone()));
+        let svc = InterceptedService::new(Timed::new(channel), CallMetadata(self.token.clone()));
         Upstream {
             tokens: pb::token_service_client::TokenServiceClient::new(svc.clone()),
             users: pb::users_client::UsersClient::new(svc.clone()),
             applications: pb::applications_client::ApplicationsClient::new(svc.clone()),
             authorizations: pb::authorizations_client::AuthorizationsClient::new(svc.clone()),
-            devices: pb::device_authorizations_client::DeviceAuthorizationsClient::new(svc),
+            devices: pb::device_authorizations_client::DeviceAuthorizationsClient::new(svc.clone()),
+            health: tonic_health::pb::health_client::HealthClient::new(svc),
         }
     }
 }

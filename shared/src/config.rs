@@ -536,6 +536,15 @@ impl Config {
                 "web.trusted_proxies: {bad:?} is not an IP address (CIDR ranges are not supported)"
             )));
         }
+        crate::metrics::MonitoringIps::parse(&self.web.monitoring_ips)
+            .map_err(|e| ConfigError(e.to_string()))?;
+        if let Some(addr) = &self.metrics_addr
+            && addr.parse::<std::net::SocketAddr>().is_err()
+        {
+            return Err(ConfigError(format!(
+                "metrics_addr {addr:?} is not an address and port (127.0.0.1:9464)"
+            )));
+        }
         self.validate_tls()
     }
 
@@ -612,9 +621,28 @@ mod tests {
         let mut cidr = Config::default();
         cidr.web.trusted_proxies = vec!["10.0.0.0/8".into()];
         assert!(cidr.validate().is_err());
+        let json: Config = Figment::new()
+            .merge(Toml::string("log_format = \"json\"\n"))
+            .extract()
+            .unwrap();
+        assert_eq!(json.log_format, LogFormat::Json);
+        assert!(
+            Figment::new()
+                .merge(Toml::string("log_format = \"xml\"\n"))
+                .extract::<Config>()
+                .is_err()
+        );
         let mut no_batch = Config::default();
         no_batch.housekeeping.batch_size = 0;
         assert!(no_batch.validate().is_err());
+        let mut bad_monitoring = Config::default();
+        bad_monitoring.web.monitoring_ips = vec!["everyone".into()];
+        assert!(bad_monitoring.validate().is_err());
+        let bad_metrics = Config {
+            metrics_addr: Some("localhost".into()),
+            ..Config::default()
+        };
+        assert!(bad_metrics.validate().is_err());
         assert!(Config::default().validate().is_ok());
     }
 

@@ -19,6 +19,7 @@ mod jwt_attacks;
 mod lifecycle;
 mod multi_host;
 mod oidc;
+mod operations;
 mod pages;
 mod refresh;
 mod resilience;

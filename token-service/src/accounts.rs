@@ -154,7 +154,10 @@ pub async fn create(state: &AppState, account: NewAccount) -> Result<UserRow, Cr
                     },
                 );
                 match inserted {
-                    Ok(user) => Ok(user),
+                    Ok(user) => {
+                        tracing::info!(target: "audit", event = "user_created", user_id = user.id, admin = user.admin, "an account was created");
+                        Ok(user)
+                    }
                     // A concurrent sign-up took the name between the check and the insert
                     // (PostgreSQL; SQLite's write transaction is exclusive).
                     Err(diesel::result::Error::DatabaseError(
@@ -195,6 +198,7 @@ pub async fn authenticate_password(
         None => format!("login:{}", login.to_lowercase()),
     };
     if let Err(retry_after) = state.throttle.attempt(&account, client_ip, state.now()) {
+        crate::metrics::throttled(crate::metrics::Throttle::SignIn);
         tracing::warn!(target: "audit", event = "sign_in_throttled", client_ip, "too many failed sign-in attempts");
         let mut failure = OAuthFailure::with(
             ErrorCode::InvalidGrant,
@@ -222,9 +226,14 @@ pub async fn authenticate_password(
     };
     let (user, rehash) = match (user, verified) {
         (Some(user), Verified::Yes(rehash)) if user.is_active() => (user, rehash),
-        _ => return Err(bad_credentials().into()),
+        (user, _) => {
+            // `?login`: what was typed, escaped (it may hold anything but NUL).
+            tracing::info!(target: "audit", event = "sign_in_failed", login = ?login, known_user = user.is_some(), client_ip, "a sign-in failed");
+            return Err(bad_credentials().into());
+        }
     };
     state.throttle.succeeded(&account, client_ip);
+    tracing::info!(target: "audit", event = "sign_in_succeeded", user_id = user.id, client_ip, "a user signed in");
     if let Some(new_hash) = rehash {
         let state2 = state.clone();
         let id = user.id;

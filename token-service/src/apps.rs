@@ -186,7 +186,21 @@ pub fn create(
             updated_at: now,
         },
     )?;
+    tracing::info!(target: "audit", event = "application_created", client_id = %row.uid, confidential = row.confidential, trusted = row.trusted, "an application was registered");
     Ok((row, secret))
+}
+
+/// Deletes an application with its grants and tokens; returns whether it existed.
+pub fn delete(
+    conn: &mut DbConnection,
+    changes: &db::TokenChanges,
+    uid: &str,
+) -> Result<bool, ServiceError> {
+    let deleted = db::applications::delete(conn, changes, uid)? > 0;
+    if deleted {
+        tracing::info!(target: "audit", event = "application_deleted", client_id = %uid, "an application was deleted with its grants and tokens");
+    }
+    Ok(deleted)
 }
 
 /// Updates name, redirect URIs, scopes and flags (not confidentiality or owner).
@@ -214,6 +228,7 @@ pub fn update(
     if updated == 0 {
         return Ok(None);
     }
+    tracing::info!(target: "audit", event = "application_updated", client_id = %uid, trusted = fields.trusted, "an application was changed");
     Ok(db::applications::find_by_uid(conn, uid)?)
 }
 
@@ -253,6 +268,7 @@ pub fn rotate_secret(
             _ => (None, None),
         };
         db::applications::rotate_secret(conn, uid, secret.sha256().to_vec(), previous, until, now)?;
+        tracing::info!(target: "audit", event = "client_secret_rotated", client_id = %uid, grace_seconds = until.map_or(0, |u| u - now), "an application's secret was replaced");
         Ok(Some(RotatedSecret {
             secret,
             previous_valid_until: until,

@@ -417,6 +417,7 @@ pub fn revoke_authorized(
     db::write_transaction(conn, |conn| {
         if let Some(app) = db::applications::find_by_uid(conn, client_id)? {
             let revoked = db::grants::revoke_authorization(conn, changes, user_id, app.id, now)?;
+            crate::metrics::revoked(crate::metrics::RevokeCause::AuthorizationRevoked, revoked);
             tracing::info!(target: "audit", event = "authorization_revoked", user_id, client_id = %app.uid, revoked_rows = revoked, "a user revoked an application");
         }
         Ok(())

@@ -183,6 +183,7 @@ async fn find_pending(
     let (ip, user_id) = (entry.client_ip.as_str(), entry.user_id);
     let account = format!("user:{user_id}");
     if let Err(retry_after) = state.device_throttle.check(&account, ip, now) {
+        crate::metrics::throttled(crate::metrics::Throttle::DeviceUserCode);
         tracing::warn!(target: "audit", event = "user_code_throttled", client_ip = %ip, user_id, "too many wrong user codes");
         let mut failure = OAuthFailure::with(
             ErrorCode::SlowDown,

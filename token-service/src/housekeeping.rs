@@ -200,7 +200,16 @@ fn drain(
 pub async fn run(state: &AppState) -> Result<CleanupReport, ServiceError> {
     let now = state.now();
     let config = state.config.clone();
-    state.db(move |conn| cleanup(conn, now, &config)).await
+    let report = state.db(move |conn| cleanup(conn, now, &config)).await?;
+    let deleted = &crate::metrics::METRICS.housekeeping_deleted;
+    for (kind, rows) in [
+        ("authorization_codes", report.access_grants),
+        ("device_grants", report.device_grants),
+        ("access_tokens", report.access_tokens),
+    ] {
+        deleted.with_label_values(&[kind]).inc_by(rows);
+    }
+    Ok(report)
 }
 
 #[cfg(test)]

@@ -18,6 +18,8 @@ pub mod issuance;
 pub mod keys;
 pub mod lifecycle;
 pub mod listener;
+pub mod metrics;
+pub mod monitoring;
 pub mod passwords;
 pub mod pkce;
 pub mod redirect_uri;

@@ -177,6 +177,7 @@ pub fn revoke(
             }
             _ => db::tokens::revoke(conn, &state.token_changes, &found.row().jti, now)?,
         };
+        crate::metrics::revoked(crate::metrics::RevokeCause::Revocation, revoked);
         tracing::info!(target: "audit", event = "token_revoked", client_id = %app.uid, jti = %found.row().jti, revoked_rows = revoked, "a client revoked a token");
         Ok(Outcome::Done(()))
     })

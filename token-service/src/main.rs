@@ -56,7 +56,7 @@ fn one_line(err: &anyhow::Error) -> String {
 async fn run(command: Option<Command>, config: Config) -> anyhow::Result<()> {
     match command {
         Some(command) => {
-            telemetry::init_for_cli("warn");
+            telemetry::init_for_cli("warn", config.log_format);
             if let Some(done) = cli::run_without_database(&command) {
                 return done;
             }
@@ -68,7 +68,7 @@ async fn run(command: Option<Command>, config: Config) -> anyhow::Result<()> {
             if !token_service::startup::internal_callers_configured(&config) {
                 anyhow::bail!(token_service::startup::NO_INTERNAL_CALLERS);
             }
-            telemetry::init("info");
+            telemetry::init("info", config.log_format);
             let app = TokenServiceApp::build(config, Arc::new(SystemClock)).await?;
             tracing::info!(addr = %app.local_addr()?, socket = ?app.unix_socket(), "token-service listening (gRPC)");
             app.run(async {

@@ -26,6 +26,7 @@ use crate::grpc::token_service::TokenServiceImpl;
 use crate::grpc::token_validation::TokenValidationImpl;
 use crate::grpc::users::UsersImpl;
 use crate::keys::KeyRing;
+use crate::monitoring::Readiness;
 use crate::passwords::PasswordHasher;
 use crate::state::AppState;
 use crate::throttle::SignInThrottle;
@@ -230,6 +231,8 @@ fn describe_boundary(config: &Config, addr: SocketAddr) {
 /// A token service, bound and ready to run.
 pub struct TokenServiceApp {
     listener: TcpListener,
+    /// `metrics_addr`'s listener, when set.
+    metrics: Option<TcpListener>,
     tls: Option<Arc<rustls::ServerConfig>>,
     unix: Option<(crate::listener::UnixSocket, crate::listener::SocketFile)>,
     state: AppState,
@@ -247,8 +250,17 @@ impl TokenServiceApp {
             .await
             .with_context(|| format!("could not listen on {addr}"))?;
         describe_boundary(&state.config, listener.local_addr()?);
+        let metrics = match &state.config.metrics_addr {
+            Some(addr) => Some(
+                TcpListener::bind(addr)
+                    .await
+                    .with_context(|| format!("could not listen on {addr} (metrics_addr)"))?,
+            ),
+            None => None,
+        };
         let mut app = Self {
             listener,
+            metrics,
             tls,
             unix: None,
             state,
@@ -285,6 +297,11 @@ impl TokenServiceApp {
         self.listener.local_addr()
     }
 
+    /// The address `metrics_addr` bound, if it is set.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics.as_ref().and_then(|l| l.local_addr().ok())
+    }
+
     /// The shared state (tests and the all-in-one launcher use it).
     pub fn state(&self) -> &AppState {
         &self.state
@@ -302,32 +319,68 @@ impl TokenServiceApp {
         };
         let reloader = spawn_key_reloader(state.clone());
         let housekeeper = spawn_housekeeper(state.clone());
-        routes(&state)
-            .await?
+        let (reporter, health) = tonic_health::server::health_reporter();
+        for service in SERVICES {
+            reporter
+                .set_service_status(service, tonic_health::ServingStatus::Serving)
+                .await;
+        }
+        let readiness = Readiness::default();
+        let probe = crate::monitoring::spawn_probe(
+            state.clone(),
+            reporter,
+            SERVICES.to_vec(),
+            readiness.clone(),
+        );
+        let metrics = self
+            .metrics
+            .map(|listener| crate::monitoring::spawn_listener(listener, readiness));
+        routes(&state, health)?
             .serve_with_incoming_shutdown(
                 crate::listener::incoming(self.listener, self.tls, unix_listener),
                 shutdown,
             )
             .await?;
         drop(socket_file);
-        for task in [reloader, housekeeper].into_iter().flatten() {
+        for task in [reloader, housekeeper, Some(probe), metrics]
+            .into_iter()
+            .flatten()
+        {
             task.abort();
         }
         Ok(())
     }
 }
 
+/// The `doorward.v1` services, whose health follows the database's.
+const SERVICES: [&str; 6] = [
+    <pb::token_service_server::TokenServiceServer<TokenServiceImpl> as tonic::server::NamedService>::NAME,
+    <pb::users_server::UsersServer<UsersImpl> as tonic::server::NamedService>::NAME,
+    <pb::applications_server::ApplicationsServer<ApplicationsImpl> as tonic::server::NamedService>::NAME,
+    <pb::token_validation_server::TokenValidationServer<TokenValidationImpl> as tonic::server::NamedService>::NAME,
+    <pb::authorizations_server::AuthorizationsServer<AuthorizationsImpl> as tonic::server::NamedService>::NAME,
+    <pb::device_authorizations_server::DeviceAuthorizationsServer<DeviceAuthorizationsImpl> as tonic::server::NamedService>::NAME,
+];
+
+/// Reflection's one RPC, labelled in the metrics by its name.
+const REFLECTION_RPC: &str = "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo";
+
 /// Every service the gRPC port serves: health open, everything else (reflection and every
 /// `doorward.v1` service) behind the caller check (`grpc::caller`).
-async fn routes(state: &AppState) -> anyhow::Result<tonic::transport::server::Router> {
+fn routes(
+    state: &AppState,
+    health_service: tonic_health::pb::health_server::HealthServer<
+        impl tonic_health::pb::health_server::Health,
+    >,
+) -> anyhow::Result<
+    tonic::transport::server::Router<
+        tower::layer::util::Stack<crate::grpc::observe::ObserveLayer, tower::layer::util::Identity>,
+    >,
+> {
     let token = state.config.service_token.clone();
     let check = |service: &'static str, audience: Audience| {
         CallerCheck::new(service, audience, token.clone())
     };
-    let (health_reporter, health_service) = tonic_health::server::health_reporter();
-    health_reporter
-        .set_serving::<pb::token_service_server::TokenServiceServer<TokenServiceImpl>>()
-        .await;
     let reflection = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
@@ -348,8 +401,16 @@ async fn routes(state: &AppState) -> anyhow::Result<tonic::transport::server::Ro
         };
     }
 
+    let observe = crate::grpc::observe::ObserveLayer::new(
+        &[
+            pb::FILE_DESCRIPTOR_SET,
+            tonic_health::pb::FILE_DESCRIPTOR_SET,
+        ],
+        &[REFLECTION_RPC],
+    );
     let router = tonic::transport::Server::builder()
         .timeout(Duration::from_secs(30))
+        .layer(observe)
         .add_service(health_service)
         // Reflection describes every internal RPC: internal callers only.
         .add_service(InterceptedService::new(

@@ -82,8 +82,11 @@ impl AppState {
         E: From<ServiceError> + Send + 'static,
     {
         let pool = self.pool.clone();
+        // What the work logs belongs to the request it runs for.
+        let span = tracing::Span::current();
         tokio::task::spawn_blocking(move || {
-            let mut conn = pool.get().map_err(ServiceError::from)?;
+            let _entered = span.enter();
+            let mut conn = crate::db::checkout(&pool).map_err(ServiceError::from)?;
             work(&mut conn)
         })
         .await

@@ -69,7 +69,10 @@ fn discovery_endpoints(cfg: &mut web::ServiceConfig) {
             "/.well-known/webfinger",
             web::get().to(discovery::webfinger),
         )
-        .route("/-/health", web::get().to(health::health))
+        .route("/-/health", web::get().to(health::liveness))
+        .route("/-/liveness", web::get().to(health::liveness))
+        .route("/-/readiness", web::get().to(health::readiness))
+        .route("/-/metrics", web::get().to(health::metrics))
         .route("/assets/doorward.css", web::get().to(assets::stylesheet));
 }
 

@@ -2,6 +2,7 @@
 //! say whether the account exists and take as long either way (token-service verifies a
 //! dummy hash); throttling answers 429 with `Retry-After`.
 
+use crate::metrics::SignIn;
 use actix_session::Session;
 use actix_web::http::{StatusCode, header};
 use actix_web::{HttpRequest, HttpResponse, web};
@@ -138,9 +139,13 @@ pub async fn submit(
         .clone()
         .authenticate_password(request)
         .await
-        .map_err(PageError::SignInUnavailable)?;
+        .map_err(|status| {
+            crate::metrics::sign_in(SignIn::Unavailable);
+            PageError::SignInUnavailable(status)
+        })?;
     Ok(match answer.into_inner().result {
         Some(pb::authenticate_password_response::Result::User(user)) => {
+            crate::metrics::sign_in(SignIn::Succeeded);
             sign_in_as(&session, &state, user);
             redirect(&form.target)
         }
@@ -167,16 +172,19 @@ fn refused(
 ) -> HttpResponse {
     let (status, message) =
         if ErrorCode::parse(&error.error) == Some(ErrorCode::TemporarilyUnavailable) {
+            crate::metrics::sign_in(SignIn::Unavailable);
             (
                 StatusCode::SERVICE_UNAVAILABLE,
                 "Doorward is busy checking other passwords. Try again in a moment.",
             )
         } else if error.retry_after_seconds > 0 {
+            crate::metrics::sign_in(SignIn::Throttled);
             (
                 StatusCode::TOO_MANY_REQUESTS,
                 "Too many failed sign-in attempts. Wait a few minutes, then try again.",
             )
         } else {
+            crate::metrics::sign_in(SignIn::Failed);
             return form.again(
                 state,
                 session,

@@ -16,7 +16,14 @@ pub async fn token(
     payload: web::Payload,
     state: web::Data<WebState>,
 ) -> HttpResponse {
-    match exchange(&req, payload, &state).await {
+    // The grant type the client asked for, once the body is read (for the metrics).
+    let mut grant_type = None;
+    let result = exchange(&req, payload, &state, &mut grant_type).await;
+    crate::metrics::token_response(
+        grant_type.as_deref(),
+        result.as_ref().map(|_| ()).map_err(|err| err.code),
+    );
+    match result {
         Ok(tokens) => {
             let mut builder = HttpResponse::Ok();
             no_store(&mut builder);
@@ -32,11 +39,13 @@ async fn exchange(
     req: &HttpRequest,
     payload: web::Payload,
     state: &WebState,
+    grant_type: &mut Option<String>,
 ) -> Result<pb::TokenSet, OAuthError> {
     let params = back_channel_params(req, payload).await?;
+    *grant_type = params.owned("grant_type");
     let credentials = client_auth::extract(req, &params)?;
     let request = pb::ExchangeRequest {
-        grant_type: params.owned("grant_type").unwrap_or_default(),
+        grant_type: grant_type.clone().unwrap_or_default(),
         client: credentials.client,
         scope: params.owned("scope"),
         code: params.owned("code"),

@@ -118,10 +118,10 @@ async fn delete(state: &AppState, uid: String, json: bool) -> anyhow::Result<()>
     let forgotten = uid.clone();
     let changes = state.token_changes.clone();
     let deleted = state
-        .db(move |conn| Ok::<_, ServiceError>(db::applications::delete(conn, &changes, &uid)?))
+        .db(move |conn| apps::delete(conn, &changes, &uid))
         .await?;
     state.clients.forget(&forgotten);
-    if deleted == 0 {
+    if !deleted {
         bail!("no application with that client id");
     }
     if json {

@@ -116,6 +116,7 @@ pub async fn throttled<T>(
     if let Some(holder) = &secret_holder
         && let Err(retry_after) = state.client_throttle.check(holder, client_ip, state.now())
     {
+        crate::metrics::throttled(crate::metrics::Throttle::ClientAuth);
         tracing::warn!(target: "audit", event = "client_authentication_throttled", client_ip = %client_ip, "too many failed client authentications");
         let mut failure = OAuthFailure::with(
             ErrorCode::InvalidClient,
@@ -155,7 +156,15 @@ pub fn application_gone(state: &AppState, uid: &str, err: ServiceError) -> Grant
 
 /// The cached record of `client`'s application, if it accepts `client`'s credentials.
 fn cached(cache: &ApplicationCache, client: &ClientAuth, now: i64) -> Option<ApplicationRow> {
-    check(Some(cache.get(&client.client_id, now)?), client, now).ok()
+    let found = cache
+        .get(&client.client_id, now)
+        .and_then(|app| check(Some(app), client, now).ok());
+    let counter = match found {
+        Some(_) => &crate::metrics::CACHE.client_hit,
+        None => &crate::metrics::CACHE.client_miss,
+    };
+    counter.inc();
+    found
 }
 
 /// Checks `client`'s credentials against its application's record (`None`: unknown).

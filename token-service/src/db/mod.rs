@@ -49,6 +49,15 @@ pub type DbPool = Pool<DbManager>;
 /// A borrowed connection.
 pub type PooledDb = PooledConnection<DbManager>;
 
+/// A connection from `pool`, counted in `doorward_db_pool_waiting` while it is awaited.
+pub fn checkout(pool: &DbPool) -> Result<PooledDb, r2d2::PoolError> {
+    let waiting = &crate::metrics::METRICS.pool_waiting;
+    waiting.inc();
+    let conn = pool.get();
+    waiting.dec();
+    conn
+}
+
 /// Which database a `DATABASE_URL` names.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum DatabaseTarget {

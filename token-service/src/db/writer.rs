@@ -76,8 +76,10 @@ impl Writer {
         E: From<ServiceError> + From<diesel::result::Error> + Send + 'static,
     {
         let (answer, answered) = tokio::sync::oneshot::channel::<Result<T, E>>();
+        // What the job logs (an audit event) belongs to the request that sent it.
+        let span = tracing::Span::current();
         let job: Job = Box::new(move |conn| {
-            let result = conn.transaction(work);
+            let result = span.in_scope(|| conn.transaction(work));
             Box::new(move |commit| {
                 let outcome = match (result, commit) {
                     (Ok(value), Ok(())) => Ok(value),
@@ -139,12 +141,12 @@ fn run_batch(
     let mut conn = match held {
         Some(conn) => conn,
         None => {
-            let acquired = pool.get().map_err(|e| e.to_string()).and_then(|mut conn| {
-                match checkpoints.map(|c| c.writing(&mut conn)) {
+            let acquired = super::checkout(pool)
+                .map_err(|e| e.to_string())
+                .and_then(|mut conn| match checkpoints.map(|c| c.writing(&mut conn)) {
                     Some(Err(e)) => Err(e.to_string()),
                     _ => Ok(conn),
-                }
-            });
+                });
             match acquired {
                 Ok(conn) => conn,
                 Err(why) => {
@@ -162,6 +164,9 @@ fn run_batch(
                 return release(conn, checkpoints);
             }
         };
+        crate::metrics::METRICS
+            .writer_batch_size
+            .observe(batch.len() as f64);
         let mut finishers = Vec::with_capacity(batch.len());
         let mut panicked = false;
         for job in batch {
@@ -177,7 +182,10 @@ fn run_batch(
             let _ = super::rollback_all(&mut conn);
             Err("a write job panicked; the batch was rolled back".to_owned())
         } else {
-            match super::commit(&mut conn) {
+            let timer = crate::metrics::METRICS.writer_commit.start_timer();
+            let committed = super::commit(&mut conn);
+            timer.observe_duration();
+            match committed {
                 Ok(()) => Ok(()),
                 Err(e) => {
                     let _ = super::rollback(&mut conn);

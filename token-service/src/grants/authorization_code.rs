@@ -128,6 +128,7 @@ fn redeem(
     if !db::grants::consume(conn, grant.id, now)? {
         // RFC 6749 §4.1.2: a second use revokes every token minted from the code.
         let revoked = db::grants::revoke_tokens_of(conn, &state.token_changes, grant.id, now)?;
+        crate::metrics::revoked(crate::metrics::RevokeCause::CodeReplay, revoked);
         tracing::warn!(
             target: "audit",
             event = "authorization_code_replay",

@@ -77,6 +77,16 @@ pub async fn exchange(
     state: &AppState,
     request: TokenRequest,
 ) -> Result<TokenResponse, GrantError> {
+    let grant_type = request.grant.grant_type();
+    let result = exchange_counted(state, request).await;
+    crate::metrics::grant(grant_type, &result);
+    result
+}
+
+async fn exchange_counted(
+    state: &AppState,
+    request: TokenRequest,
+) -> Result<TokenResponse, GrantError> {
     let TokenRequest {
         client,
         client_ip,

@@ -321,6 +321,7 @@ fn rotate(
     }
     // SEC-RT-02: reuse of a rotated token revokes the family.
     let revoked = db::tokens::revoke_family(conn, &state.token_changes, &family_id, now)?;
+    crate::metrics::revoked(crate::metrics::RevokeCause::RefreshReuse, revoked);
     tracing::warn!(
         target: "audit",
         event = "refresh_token_reuse",

@@ -118,12 +118,10 @@ impl pb::applications_server::Applications for ApplicationsImpl {
         let changes = self.state.token_changes.clone();
         let deleted = self
             .state
-            .db(move |conn| Ok::<_, ServiceError>(db::applications::delete(conn, &changes, &uid)?))
+            .db(move |conn| crate::apps::delete(conn, &changes, &uid))
             .await?;
         self.state.clients.forget(&forgotten);
-        Ok(Response::new(pb::DeleteApplicationResponse {
-            deleted: deleted > 0,
-        }))
+        Ok(Response::new(pb::DeleteApplicationResponse { deleted }))
     }
 
     async fn rotate_secret(

@@ -6,6 +6,7 @@ pub mod authorizations;
 pub mod caller;
 pub mod convert;
 pub mod device_authorizations;
+pub mod observe;
 pub mod token_service;
 pub mod token_validation;
 pub mod users;

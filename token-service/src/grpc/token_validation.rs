@@ -90,6 +90,7 @@ async fn authenticate_caller(
     let ip = remote.map(|a| a.ip().to_string()).unwrap_or_default();
     let account = clients::throttle_account(&client_id);
     if state.client_throttle.check(&account, &ip, now).is_err() {
+        crate::metrics::throttled(crate::metrics::Throttle::ClientAuth);
         tracing::warn!(target: "audit", event = "client_authentication_throttled", client_ip = %ip, "too many failed resource-server authentications");
         return Err(Status::unauthenticated(
             "Too many failed authentications. Try again later.",

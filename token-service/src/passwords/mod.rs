@@ -137,17 +137,18 @@ impl PasswordHasher {
         &self,
         work: impl FnOnce(&mut Workspace) -> Result<T, HashError> + Send + 'static,
     ) -> Result<T, HashError> {
-        let _ticket = self
-            .admission
-            .clone()
-            .try_acquire_owned()
-            .map_err(|_| HashError::Overloaded)?;
+        let _ticket = self.admission.clone().try_acquire_owned().map_err(|_| {
+            crate::metrics::METRICS.hash_shed.inc();
+            HashError::Overloaded
+        })?;
+        let queued = Queued::enter();
         let permit = self
             .slots
             .clone()
             .acquire_owned()
             .await
             .map_err(|e| HashError::Internal(e.to_string()))?;
+        drop(queued);
         let (reply, answer) = oneshot::channel();
         // The slot moves into the job and is freed when the thread is done with it, so
         // handed-over jobs never outnumber the threads, even when callers go away.
@@ -161,6 +162,23 @@ impl PasswordHasher {
         answer
             .await
             .map_err(|_| HashError::Internal("the hashing job was dropped".to_owned()))?
+    }
+}
+
+/// A hash waiting for a slot, counted in `doorward_password_hash_queue_depth` until it
+/// gets one or its caller goes away.
+struct Queued;
+
+impl Queued {
+    fn enter() -> Self {
+        crate::metrics::METRICS.hash_queue_depth.inc();
+        Self
+    }
+}
+
+impl Drop for Queued {
+    fn drop(&mut self) {
+        crate::metrics::METRICS.hash_queue_depth.dec();
     }
 }
 

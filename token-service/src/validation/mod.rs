@@ -128,6 +128,16 @@ enum Known {
 }
 
 fn cached(state: &AppState, seen: &Seen) -> Known {
+    let known = lookup(state, seen);
+    let counter = match known {
+        Known::Answer(_) => &crate::metrics::CACHE.validation_hit,
+        Known::Verified(_) | Known::Unknown => &crate::metrics::CACHE.validation_miss,
+    };
+    counter.inc();
+    known
+}
+
+fn lookup(state: &AppState, seen: &Seen) -> Known {
     let fresh_for = state.config.tokens.validation_cache_seconds;
     match state.validation_cache.get(&seen.key) {
         Some(Cached::Revoked { .. }) => Known::Answer(Outcome::Refused(Inactive::Revoked)),

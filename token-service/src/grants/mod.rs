@@ -14,7 +14,7 @@ mod password;
 mod refresh_token;
 pub mod rules;
 
-use doorward_shared::GrantType;
+use doorward_shared::{ErrorCode, GrantType};
 
 use crate::clients::{self, ClientAuth};
 use crate::error::GrantError;
@@ -79,7 +79,12 @@ pub async fn exchange(
 ) -> Result<TokenResponse, GrantError> {
     let grant_type = request.grant.grant_type();
     let result = exchange_counted(state, request).await;
-    crate::metrics::grant(grant_type, &result);
+    let outcome = match &result {
+        Ok(_) => "issued",
+        Err(GrantError::OAuth(failure)) => failure.code.as_str(),
+        Err(GrantError::Service(_)) => ErrorCode::ServerError.as_str(),
+    };
+    crate::metrics::grant(grant_type, outcome);
     result
 }
 

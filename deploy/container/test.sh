@@ -85,7 +85,7 @@ pod logs "$name" 2>&1 | grep -q "First start: created the administrator" ||
 
 pod healthcheck run "$name" || fail "the image's HEALTHCHECK failed"
 # And the probe can fail: pointed at a port nothing listens on, it must say unhealthy.
-if pod exec --env DOORWARD_HEALTHCHECK_URL=http://127.0.0.1:1/-/readiness "$name" doorward-healthcheck 2>/dev/null; then
+if pod exec --env HEALTHCHECK_URL=http://127.0.0.1:1/-/readiness "$name" doorward-healthcheck 2>/dev/null; then
   fail "the health probe passed against a closed port"
 fi
 echo "ok: HEALTHCHECK passes (and fails against a closed port)"

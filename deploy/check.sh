@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Every check of the deploy/ kit, in one script for CI (.ci/run calls it last):
-#   systemd      systemd-analyze verify (silent) and security exposure <= 2.0 per unit
+#   systemd      systemd-analyze verify (silent) and security exposure <= 2.0 per unit;
+#                the binaries run under each unit's seccomp filter, MemoryDenyWriteExecute,
+#                NoNewPrivileges and empty capability set (sandbox-test.sh)
 #   monitoring   promtool check config/rules, promtool test rules, dashboard queries
 #   compose      compose-spec schema, podman-compose config, deployment rules, and each
 #                service's configuration loaded by the real binary
@@ -60,6 +62,9 @@ echo "python tools: $venv"
 
 step "systemd units"
 "$here/systemd/check.sh" "$bin_dir"
+
+step "the binaries under the units' seccomp, MDWE, no_new_privs and capability settings"
+"$here/systemd/sandbox-test.sh" "$bin_dir"
 
 step "monitoring (Prometheus rules, Grafana dashboard)"
 "$here/monitoring/check.sh"

@@ -5,7 +5,9 @@
 #                NoNewPrivileges and empty capability set (sandbox-test.sh)
 #   monitoring   promtool check config/rules, promtool test rules, dashboard queries
 #   compose      compose-spec schema, podman-compose config, deployment rules, and each
-#                service's configuration loaded by the real binary
+#                service's configuration loaded by the real binary; then the stack run for
+#                real without containers (run-test.sh): migrate, 2+2 services over mTLS,
+#                the proxy, the CLI and the password grant
 #   kubernetes   kustomize base and overlays rendered, OpenAPI schemas (strict), rules,
 #                each workload's configuration loaded by the real binary
 #   container    the image built from BIN_DIR and run: CLI, password grant, healthcheck,
@@ -32,20 +34,30 @@ step() {
 step "tools"
 need=()
 command -v systemd-analyze >/dev/null 2>&1 || need+=(systemd)
-command -v promtool >/dev/null 2>&1 || need+=(prometheus)
 command -v podman >/dev/null 2>&1 || need+=(podman)
 command -v runc >/dev/null 2>&1 || need+=(runc)
 command -v strip >/dev/null 2>&1 || need+=(binutils)
 command -v jq >/dev/null 2>&1 || need+=(jq)
 command -v curl >/dev/null 2>&1 || need+=(curl)
 command -v openssl >/dev/null 2>&1 || need+=(openssl)
+command -v ip >/dev/null 2>&1 || need+=(iproute2)
+command -v haproxy >/dev/null 2>&1 || need+=(haproxy)
+ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need+=(postgresql)
+/usr/bin/python3 -c 'import seccomp' 2>/dev/null || need+=(python3-seccomp)
 { [ -x /bin/busybox ] && ! ldd /bin/busybox >/dev/null 2>&1; } || need+=(busybox-static)
+# Package scripts do not start services on this kind of machine (no systemd; policy-rc.d
+# where present); deploy/ starts what it needs in its own namespaces and stops it.
+if [ "${#need[@]}" -gt 0 ] || ! command -v promtool >/dev/null 2>&1; then
+  apt-get update -qq
+fi
 if [ "${#need[@]}" -gt 0 ]; then
   echo "installing ${need[*]} from Debian's packages"
-  apt-get update -qq
-  # --no-install-recommends: promtool is all that is wanted of prometheus. Package scripts
-  # do not start services here (no systemd; policy-rc.d where present).
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
+fi
+if ! command -v promtool >/dev/null 2>&1; then
+  # promtool is all that is wanted of prometheus: not the exporters it recommends.
+  echo "installing prometheus (for promtool) from Debian's packages"
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null
 fi
 venv="$cache/venv-$(sha256sum "$here/requirements.txt" | cut -c1-16)"
 if [ ! -x "$venv/bin/check-jsonschema" ]; then
@@ -71,6 +83,9 @@ step "monitoring (Prometheus rules, Grafana dashboard)"
 
 step "compose"
 "$here/compose/check.sh" "$venv/bin" "$bin_dir"
+
+step "compose's stack, run from packages and binaries in a namespace of its own"
+"$here/compose/run-test.sh" "$venv/bin" "$bin_dir"
 
 step "kubernetes"
 "$here/kubernetes/check.sh" "$venv/bin" "$bin_dir"

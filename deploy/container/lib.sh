@@ -16,7 +16,8 @@ ensure_podman() {
   local missing=()
   command -v podman >/dev/null 2>&1 || missing+=(podman)
   command -v runc >/dev/null 2>&1 || missing+=(runc)
-  [ -x /bin/busybox ] && /bin/busybox --list 2>/dev/null | grep -qx wget || missing+=(busybox-static)
+  # Static: the image has no libraries for a dynamic busybox.
+  { [ -x /bin/busybox ] && ! ldd /bin/busybox >/dev/null 2>&1; } || missing+=(busybox-static)
   command -v strip >/dev/null 2>&1 || missing+=(binutils)
   if [ "${#missing[@]}" -gt 0 ]; then
     echo "installing ${missing[*]} from Debian's packages"

@@ -33,7 +33,8 @@ trap cleanup EXIT
 
 user="$(pod image inspect --format '{{.Config.User}}' "$image")"
 [ "$user" = "10001:10001" ] || fail "the image runs as '$user', not 10001:10001"
-pod image inspect --format '{{json .Config.Healthcheck}}' "$image" | grep -q doorward-healthcheck ||
+healthcheck="$(pod image inspect --format '{{json .Config.Healthcheck}}' "$image")"
+grep -q doorward-healthcheck <<<"$healthcheck" ||
   fail "the image has no HEALTHCHECK (was it built with --format docker?)"
 
 port="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')"
@@ -80,7 +81,10 @@ nnp="$(awk '/^NoNewPrivs:/ { print $2 }' "/proc/$pid/status")"
 [ "$nnp" = 1 ] || fail "no_new_privs is not set"
 echo "ok: the server runs as 10001:10001 with no capabilities and no_new_privs"
 
-pod logs "$name" 2>&1 | grep -q "First start: created the administrator" ||
+# Read whole before matching: `grep -q` would close the pipe early and, under pipefail,
+# fail the pipeline on podman's SIGPIPE.
+log="$(pod logs "$name" 2>&1)"
+grep -q "First start: created the administrator" <<<"$log" ||
   fail "the first start did not create the administrator"
 
 pod healthcheck run "$name" || fail "the image's HEALTHCHECK failed"

@@ -114,6 +114,17 @@ pids+=("$aio")
 wait_http "http://127.0.0.1:$port/-/health" "$aio" || fail "the all-in-one did not come up under the sandbox"
 confined "$aio" "the all-in-one"
 grant "http://127.0.0.1:$port" doorward.service "$scratch/bin/doorward"
+# The process metrics must survive ProcSubset=pid (no /proc/stat, no /proc/meminfo).
+code="$(curl -s -o "$scratch/metrics.txt" -w '%{http_code}' "http://127.0.0.1:$port/-/metrics")"
+if [ "$code" = 404 ]; then
+  echo "skipped: this build has no /-/metrics (the process metrics check runs once it has)"
+else
+  [ "$code" = 200 ] || fail "/-/metrics answered $code under the sandbox"
+  for metric in process_cpu_seconds_total process_resident_memory_bytes; do
+    grep -q "^$metric " "$scratch/metrics.txt" || fail "/-/metrics lacks $metric under the sandbox"
+  done
+  echo "ok: /-/metrics serves the process metrics under ProcSubset=pid"
+fi
 stop "$aio" "the all-in-one"
 echo "ok: migrate, serving, users create, apps create and the password grant work under doorward.service's sandbox"
 

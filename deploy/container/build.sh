@@ -8,7 +8,7 @@
 # Prints the image's size at the end.
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
-# shellcheck source=lib.sh
+# shellcheck source=deploy/container/lib.sh
 . "$here/lib.sh"
 
 bin_dir="${1:?usage: build.sh BIN_DIR [IMAGE]}"

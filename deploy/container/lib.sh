@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Sourced by build.sh and test.sh: how podman runs on a machine like CI's, and where its
 # store lives. Each setting is written down here because each one was needed:
 #   --root/--runroot   a store of our own under /var/cache, kept between CI runs (the image

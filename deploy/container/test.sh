@@ -8,7 +8,7 @@
 # Usage: deploy/container/test.sh BIN_DIR      (e.g. target/debug or target/release)
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
-# shellcheck source=lib.sh
+# shellcheck source=deploy/container/lib.sh
 . "$here/lib.sh"
 bin_dir="${1:?usage: test.sh BIN_DIR}"
 image="localhost/doorward:test"

@@ -145,7 +145,8 @@ for _ in $(seq 1 60); do [ -S "$scratch/run2/token-service.sock" ] && break; kil
 (
   unset DATA_DIR DOORWARD_TOKEN_SERVICE_SOCKET TOKEN_SERVICE_ADDR
   export TOKEN_SERVICE_URL="unix:$scratch/run2/token-service.sock" AUTH_WEB_ADDR="127.0.0.1:$port"
-  export DOORWARD_WEB__SESSION_KEY="$(openssl rand -base64 64 | tr -d '\n')"
+  DOORWARD_WEB__SESSION_KEY="$(openssl rand -base64 64 | tr -d '\n')"
+  export DOORWARD_WEB__SESSION_KEY
   # auth-web.service has no state or runtime directory of its own: nothing is writable.
   writable=""
   cd / && sandboxed auth-web.service "$scratch/bin/auth-web"

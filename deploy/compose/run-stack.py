@@ -112,14 +112,9 @@ def wait_for(what, check, proc=None, seconds=60):
     fail(f"{what}: not within {seconds} s")
 
 
-def probe(base, path="/-/readiness"):
-    """The service's readiness; builds from before it existed answer 404 there, and then
-    /-/health is what there is (said in the output)."""
-    status, _ = http(base + path)
-    if status == 404:
-        status, _ = http(base + "/-/health")
-        return status == 200, "/-/health (this build has no /-/readiness)"
-    return status == 200, path
+def answers(url):
+    """The URL answers 200."""
+    return http(url)[0] == 200
 
 
 # --- The namespace: loopback up, names, secrets under their compose names.
@@ -184,12 +179,10 @@ for name in ("token-service-1", "token-service-2"):
     metrics = f"http://{ADDRS[name]}:9464"
     port_open = lambda a=ADDRS[name]: subprocess.run(["bash", "-c", f"exec 3<>/dev/tcp/{a}/50051"], stderr=subprocess.DEVNULL).returncode == 0
     wait_for(f"{name} listening on gRPC", port_open, procs[name])
-    status, _ = http(metrics + "/-/readiness")
-    if status is None:
-        print(f"skipped: {name} serves nothing on metrics_addr yet (this build has no metrics listener)")
-    else:
-        wait_for(f"{name} ready", lambda: http(metrics + "/-/readiness")[0] == 200, procs[name])
-        print(f"ok: {name} is ready on its metrics_addr")
+    wait_for(f"{name} ready on its metrics_addr", lambda m=metrics: answers(m + "/-/readiness"), procs[name])
+    if not answers(metrics + "/-/liveness"):
+        fail(f"{name}: /-/liveness on its metrics_addr does not answer 200")
+    print(f"ok: {name} answers /-/readiness and /-/liveness on its metrics_addr")
 
 for name in ("auth-web-1", "auth-web-2"):
     env = env_of(name)
@@ -197,15 +190,15 @@ for name in ("auth-web-1", "auth-web-2"):
     start(name, services[name]["command"], env)
 for name in ("auth-web-1", "auth-web-2"):
     base = f"http://{ADDRS[name]}:3000"
-    wait_for(f"{name} ready", lambda b=base: probe(b)[0], procs[name])
-    print(f"ok: {name} answers {probe(base)[1]}")
+    wait_for(f"{name} ready", lambda b=base: answers(b + "/-/readiness"), procs[name])
+    if not answers(base + "/-/liveness"):
+        fail(f"{name}: /-/liveness does not answer 200")
+    print(f"ok: {name} answers /-/readiness and /-/liveness")
 
 # --- The proxy, with compose's haproxy.cfg (Debian's haproxy; the image is 2.8).
 cfg = open(haproxy_cfg).read()
-_, how = probe(f"http://{ADDRS['auth-web-1']}:3000")
-if "health" in how:
-    cfg = cfg.replace("option httpchk GET /-/readiness", "option httpchk GET /-/health")
-    print("note: the proxy checks /-/health: this build has no /-/readiness")
+if "option httpchk GET /-/readiness" not in cfg:
+    fail("haproxy.cfg does not check auth-web's /-/readiness")
 cfg_path = os.path.join(scratch, "haproxy.cfg")
 open(cfg_path, "w").write(cfg)
 os.chmod(cfg_path, 0o644)
@@ -263,17 +256,21 @@ def samples(text, name, **labels):
     return total
 
 
-# The metrics, once the builds serve them: the four grants counted across the replicas.
-if http(f"http://{ADDRS['token-service-1']}:9464/-/metrics")[0] is None:
-    print("skipped: no metrics listener in this build (the metrics check runs once there is)")
-else:
-    granted = sum(samples(http(f"http://{ADDRS[n]}:9464/-/metrics")[1], "doorward_grants_total", grant_type="password")
-                  for n in ("token-service-1", "token-service-2"))
-    issued = sum(samples(http(f"http://{ADDRS[n]}:3000/-/metrics")[1], "doorward_web_token_responses_total",
-                         grant_type="password", outcome="issued") for n in ("auth-web-1", "auth-web-2"))
-    if granted < 4 or issued < 4:
-        fail(f"the metrics count {granted} password grants on token-service and {issued} on auth-web, expected 4")
-    print("ok: both services' /-/metrics count the four password grants")
+def metrics_of(url):
+    status, body = http(url)
+    if status != 200:
+        fail(f"{url} answered {status}: {body[:200]}")
+    return body
+
+
+# The metrics: the four grants counted across the replicas.
+granted = sum(samples(metrics_of(f"http://{ADDRS[n]}:9464/-/metrics"), "doorward_grants_total", grant_type="password")
+              for n in ("token-service-1", "token-service-2"))
+issued = sum(samples(metrics_of(f"http://{ADDRS[n]}:3000/-/metrics"), "doorward_web_token_responses_total",
+                     grant_type="password", outcome="issued") for n in ("auth-web-1", "auth-web-2"))
+if granted < 4 or issued < 4:
+    fail(f"the metrics count {granted} password grants on token-service and {issued} on auth-web, expected 4")
+print("ok: both services' /-/metrics count the four password grants")
 
 # --- auth-web without a client certificate is refused by token-service (mutual TLS).
 env = env_of("auth-web-1")
@@ -281,7 +278,9 @@ env["AUTH_WEB_ADDR"] = "127.0.0.6:3000"
 for k in ("DOORWARD_TOKEN_SERVICE_TLS__CERT_FILE", "DOORWARD_TOKEN_SERVICE_TLS__KEY_FILE"):
     env.pop(k)
 start("auth-web-no-cert", services["auth-web-1"]["command"], env)
-wait_for("auth-web without a certificate is up", lambda: http("http://127.0.0.6:3000/-/health")[0] == 200, procs["auth-web-no-cert"])
+# Liveness, not readiness: readiness asks token-service's health service, which is open to
+# callers without a client certificate, so it cannot tell whether mutual TLS will work.
+wait_for("auth-web without a certificate is live", lambda: answers("http://127.0.0.6:3000/-/liveness"), procs["auth-web-no-cert"])
 status, body = http("http://127.0.0.6:3000/oauth/token", data=form, auth=f"{app['uid']}:{app['secret']}")
 if status == 200:
     fail("token-service served auth-web without its client certificate")

@@ -59,18 +59,15 @@ pod run --detach --name "$name" \
 
 ready=""
 for _ in $(seq 1 60); do
-  if curl -fsS -o /dev/null "$base/-/readiness" 2>/dev/null; then ready="/-/readiness"; break; fi
-  # Builds from before the readiness probe existed (see doorward-healthcheck).
-  if curl -fsS -o /dev/null "$base/-/health" 2>/dev/null &&
-    [ "$(curl -s -o /dev/null -w '%{http_code}' "$base/-/readiness")" = 404 ]; then
-    ready="/-/health (this build has no /-/readiness)"
-    break
-  fi
+  if curl -fsS -o /dev/null "$base/-/readiness" 2>/dev/null; then ready=yes; break; fi
   [ "$(pod inspect --format '{{.State.Running}}' "$name")" = true ] || fail "the container stopped"
   sleep 1
 done
-[ -n "$ready" ] || fail "auth-web did not become ready on $base within 60 s"
-echo "ok: the container answers $ready on $base"
+[ -n "$ready" ] ||
+  fail "/-/readiness did not answer 200 on $base within 60 s (last: $(curl -s -o /dev/null -w '%{http_code}' "$base/-/readiness"))"
+curl -fsS -o /dev/null "$base/-/liveness" || fail "/-/liveness does not answer 200"
+curl -fsS -o /dev/null "$base/-/health" || fail "/-/health (the alias of /-/liveness) does not answer 200"
+echo "ok: the container answers /-/readiness, /-/liveness and /-/health on $base"
 
 pid="$(pod inspect --format '{{.State.Pid}}' "$name")"
 uids="$(awk '/^Uid:/ { print $2, $3, $4, $5 }' "/proc/$pid/status")"
@@ -88,11 +85,15 @@ grep -q "First start: created the administrator" <<<"$log" ||
   fail "the first start did not create the administrator"
 
 pod healthcheck run "$name" || fail "the image's HEALTHCHECK failed"
-# And the probe can fail: pointed at a port nothing listens on, it must say unhealthy.
+# And the probe can fail: pointed at a port nothing listens on, or at a path the server
+# answers 404, it must say unhealthy (no fallback to another path).
 if pod exec --env HEALTHCHECK_URL=http://127.0.0.1:1/-/readiness "$name" doorward-healthcheck 2>/dev/null; then
   fail "the health probe passed against a closed port"
 fi
-echo "ok: HEALTHCHECK passes (and fails against a closed port)"
+if pod exec --env "HEALTHCHECK_URL=$base/-/no-such-probe" "$name" doorward-healthcheck 2>/dev/null; then
+  fail "the health probe passed against a path that answers 404"
+fi
+echo "ok: HEALTHCHECK passes (and fails against a closed port and a 404)"
 
 if pod exec "$name" /bin/busybox touch /probe 2>/dev/null; then
   fail "the root filesystem is writable"
@@ -119,28 +120,24 @@ echo "ok: the password grant issued an access token, and /api/v4/user accepts it
 # The all-in-one serves both metric sets on auth-web's /-/metrics, to loopback by default.
 metrics_file="$(mktemp)"
 status="$(curl -sS -o "$metrics_file" -w '%{http_code}' "$base/-/metrics")"
-if [ "$status" = 404 ]; then
-  echo "skipped: this build has no /-/metrics (the metrics check runs once it has)"
-else
-  [ "$status" = 200 ] || fail "/-/metrics answered $status"
-  has_sample() { # NAME LABEL... : a sample of NAME carrying every LABEL, with a value >= 1
-    local name="$1"
-    shift
-    awk -v name="$name" -v labels="$*" '
-      index($0, name "{") == 1 || index($0, name " ") == 1 {
-        n = split(labels, want, " "); ok = 1
-        for (i = 1; i <= n; i++) if (index($0, want[i]) == 0) ok = 0
-        if (ok && $NF + 0 >= 1) found = 1
-      }
-      END { exit !found }' "$metrics_file"
-  }
-  has_sample doorward_web_token_responses_total 'grant_type="password"' 'outcome="issued"' ||
-    fail "/-/metrics has no issued password grant in doorward_web_token_responses_total"
-  has_sample doorward_grants_total 'grant_type="password"' ||
-    fail "/-/metrics has no password grant in doorward_grants_total"
-  has_sample process_resident_memory_bytes || fail "/-/metrics has no process_resident_memory_bytes"
-  echo "ok: /-/metrics counts the password grant on both halves"
-fi
+[ "$status" = 200 ] || fail "/-/metrics answered $status"
+has_sample() { # NAME LABEL... : a sample of NAME carrying every LABEL, with a value >= 1
+  local name="$1"
+  shift
+  awk -v name="$name" -v labels="$*" '
+    index($0, name "{") == 1 || index($0, name " ") == 1 {
+      n = split(labels, want, " "); ok = 1
+      for (i = 1; i <= n; i++) if (index($0, want[i]) == 0) ok = 0
+      if (ok && $NF + 0 >= 1) found = 1
+    }
+    END { exit !found }' "$metrics_file"
+}
+has_sample doorward_web_token_responses_total 'grant_type="password"' 'outcome="issued"' ||
+  fail "/-/metrics has no issued password grant in doorward_web_token_responses_total"
+has_sample doorward_grants_total 'grant_type="password"' ||
+  fail "/-/metrics has no password grant in doorward_grants_total"
+has_sample process_resident_memory_bytes || fail "/-/metrics has no process_resident_memory_bytes"
+echo "ok: /-/metrics counts the password grant on both halves"
 rm -f "$metrics_file"
 
 # Nothing outside the volume changed (podman diff lists the container layer's changes).

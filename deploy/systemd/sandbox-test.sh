@@ -93,6 +93,15 @@ grant() { # BASE UNIT CLI: create jane and an application with CLI under UNIT, t
     -d grant_type=password -d username=jane --data-urlencode "password=$password")"
   printf '%s' "$response" | jq -er .access_token >/dev/null || fail "no access_token: $response"
 }
+process_metrics() { # BASE NAME: /-/metrics has the process metrics under ProcSubset=pid
+  local code
+  # No /proc/stat, no /proc/meminfo in the sandbox: the collector must read /proc/self only.
+  code="$(curl -s -o "$scratch/metrics.txt" -w '%{http_code}' "$1/-/metrics")"
+  [ "$code" = 200 ] || fail "$2's /-/metrics answered $code under the sandbox"
+  for metric in process_cpu_seconds_total process_resident_memory_bytes; do
+    grep -q "^$metric " "$scratch/metrics.txt" || fail "$2's /-/metrics lacks $metric under the sandbox"
+  done
+}
 stop() { # PID NAME: SIGTERM must end it with status 0
   kill -TERM "$1"
   local status=0
@@ -111,20 +120,12 @@ writable="$scratch/state:$scratch/run"
 (cd "$scratch/state" && sandboxed doorward.service "$scratch/bin/doorward") >"$scratch/doorward.log" 2>&1 &
 aio=$!
 pids+=("$aio")
-wait_http "http://127.0.0.1:$port/-/health" "$aio" || fail "the all-in-one did not come up under the sandbox"
+wait_http "http://127.0.0.1:$port/-/readiness" "$aio" || fail "the all-in-one did not become ready under the sandbox"
+curl -fsS -o /dev/null "http://127.0.0.1:$port/-/liveness" || fail "the all-in-one's /-/liveness does not answer 200"
 confined "$aio" "the all-in-one"
 grant "http://127.0.0.1:$port" doorward.service "$scratch/bin/doorward"
-# The process metrics must survive ProcSubset=pid (no /proc/stat, no /proc/meminfo).
-code="$(curl -s -o "$scratch/metrics.txt" -w '%{http_code}' "http://127.0.0.1:$port/-/metrics")"
-if [ "$code" = 404 ]; then
-  echo "skipped: this build has no /-/metrics (the process metrics check runs once it has)"
-else
-  [ "$code" = 200 ] || fail "/-/metrics answered $code under the sandbox"
-  for metric in process_cpu_seconds_total process_resident_memory_bytes; do
-    grep -q "^$metric " "$scratch/metrics.txt" || fail "/-/metrics lacks $metric under the sandbox"
-  done
-  echo "ok: /-/metrics serves the process metrics under ProcSubset=pid"
-fi
+process_metrics "http://127.0.0.1:$port" "the all-in-one"
+echo "ok: the all-in-one's /-/metrics serves the process metrics under ProcSubset=pid"
 stop "$aio" "the all-in-one"
 echo "ok: migrate, serving, users create, apps create and the password grant work under doorward.service's sandbox"
 
@@ -153,13 +154,17 @@ for _ in $(seq 1 60); do [ -S "$scratch/run2/token-service.sock" ] && break; kil
 ) >"$scratch/auth-web.log" 2>&1 &
 aw=$!
 pids+=("$aw")
-wait_http "http://127.0.0.1:$port/-/health" "$aw" || fail "auth-web did not come up under the sandbox"
+# Ready: auth-web reaches token-service over the socket.
+wait_http "http://127.0.0.1:$port/-/readiness" "$aw" || fail "auth-web did not become ready under the sandbox"
+curl -fsS -o /dev/null "http://127.0.0.1:$port/-/liveness" || fail "auth-web's /-/liveness does not answer 200"
 confined "$ts" token-service
 confined "$aw" auth-web
 (cd "$scratch/state2" && grant "http://127.0.0.1:$port" token-service.service "$scratch/bin/token-service")
+process_metrics "http://127.0.0.1:$port" auth-web
 stop "$aw" auth-web
 stop "$ts" token-service
-echo "ok: the split services serve the password grant under their sandboxes, over the socket"
+echo "ok: the split services are ready and serve the password grant under their sandboxes, over the socket;"
+echo "    auth-web's /-/metrics serves the process metrics under ProcSubset=pid"
 
 echo "== the sandbox refuses what the units forbid"
 writable="$scratch/state2"

@@ -12,6 +12,7 @@ pub mod page_error;
 pub mod page_support;
 pub mod pages;
 pub mod params;
+pub mod readiness;
 pub mod routes;
 pub mod session;
 pub mod startup;

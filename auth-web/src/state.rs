@@ -25,7 +25,7 @@ pub struct WebState {
     monitoring: MonitoringIps,
     /// The last readiness check and when it ran (see `routes::health`); held across a
     /// check, so that probes arriving meanwhile wait for its answer instead of asking too.
-    pub readiness: tokio::sync::Mutex<Option<(std::time::Instant, bool)>>,
+    pub readiness: tokio::sync::Mutex<Option<(std::time::Instant, crate::readiness::Upstream)>>,
 }
 
 impl WebState {

@@ -278,9 +278,14 @@ env["AUTH_WEB_ADDR"] = "127.0.0.6:3000"
 for k in ("DOORWARD_TOKEN_SERVICE_TLS__CERT_FILE", "DOORWARD_TOKEN_SERVICE_TLS__KEY_FILE"):
     env.pop(k)
 start("auth-web-no-cert", services["auth-web-1"]["command"], env)
-# Liveness, not readiness: readiness asks token-service's health service, which is open to
-# callers without a client certificate, so it cannot tell whether mutual TLS will work.
 wait_for("auth-web without a certificate is live", lambda: answers("http://127.0.0.6:3000/-/liveness"), procs["auth-web-no-cert"])
+# Its readiness fails: token-service's health answers anyone, but the internal call that
+# readiness also makes is refused without the client certificate, so no balancer sends it
+# traffic.
+status, body = http("http://127.0.0.6:3000/-/readiness")
+if status != 503 or json.loads(body)["checks"]["token_service"] != "refused":
+    fail(f"auth-web without its client certificate answered readiness {status} {body}")
+print("ok: without its client certificate, auth-web is not ready (token_service: refused)")
 status, body = http("http://127.0.0.6:3000/oauth/token", data=form, auth=f"{app['uid']}:{app['secret']}")
 if status == 200:
     fail("token-service served auth-web without its client certificate")

@@ -433,6 +433,33 @@ async fn sec_ob_04_readiness_does_not_pass_load_to_token_service(split: &Split) 
 }
 
 #[tokio::test]
+async fn readiness_fails_while_token_service_refuses_auth_webs_credentials() {
+    let split = Split::start("readiness-refused", None).await;
+    // A second auth-web whose service token token-service does not know: gRPC health
+    // (open to anyone) answers SERVING, but every internal call would be refused.
+    let web = free_addr();
+    let mut command = Command::new(workspace_binary("auth-web"));
+    command
+        .env("AUTH_WEB_ADDR", web.to_string())
+        .env("PUBLIC_URL", format!("http://{web}"))
+        .env("TOKEN_SERVICE_URL", format!("http://{}", split.grpc))
+        .env("SERVICE_TOKEN", "not-the-service-token-1234");
+    let mut stray = Service::start("auth-web-wrong-token", command, split.scratch.path());
+    let liveness = format!("http://{web}/-/liveness");
+    stray.wait_ready(|| answers(&split.http, &liveness, 200)).await;
+    let readiness = split
+        .http
+        .get(format!("http://{web}/-/readiness"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(readiness.status(), 503);
+    let body: Value = readiness.json().await.unwrap();
+    assert_eq!(body["checks"]["token_service"], "refused");
+    assert_eq!(status_of(&split.http, &split.url("/-/readiness")).await, 200);
+}
+
+#[tokio::test]
 async fn sec_ob_03_json_logs_carry_one_request_id_across_both_services() {
     let split = Split::start("request-id", None).await;
     let app = split.seed();
@@ -728,6 +755,16 @@ async fn grpc_health_is_not_serving_while_the_database_is_unreachable() {
         Duration::from_secs(5),
     )
     .await;
+    let body: Value = split
+        .http
+        .get(split.url("/-/readiness"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(body["checks"]["token_service"], "not_serving");
 
     link.restore();
     let took = until_health(

@@ -15,7 +15,6 @@ use doorward_shared::metrics::{
     LATENCY_BUCKETS, counter, counter_vec, gauge, gauge_vec, histogram, histogram_vec,
 };
 
-
 /// Every metric token-service records.
 pub struct Metrics {
     /// gRPC calls by RPC and status code.

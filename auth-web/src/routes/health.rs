@@ -13,6 +13,7 @@ use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_check_response::ServingStatus;
 
 use crate::metrics::METRICS;
+use crate::readiness::Upstream;
 use crate::state::WebState;
 
 /// How long one readiness answer is reused.
@@ -26,39 +27,61 @@ pub async fn liveness() -> HttpResponse {
     no_store(HttpResponse::Ok()).json(serde_json::json!({"status": "ok"}))
 }
 
-/// Readiness: 200 while token-service answers SERVING, 503 otherwise (a load balancer
-/// then sends no one here).
+/// Readiness: 200 while token-service is serving and takes auth-web's credentials, 503
+/// otherwise (a load balancer then sends no one here).
 pub async fn readiness(state: web::Data<WebState>) -> HttpResponse {
-    let ready = token_service_ready(&state).await;
-    METRICS.token_service_ready.set(i64::from(ready));
-    if ready {
-        no_store(HttpResponse::Ok())
-            .json(serde_json::json!({"status": "ok", "checks": {"token_service": "ok"}}))
+    let upstream = token_service_ready(&state).await;
+    METRICS
+        .token_service_ready
+        .set(i64::from(upstream == Upstream::Ready));
+    let checks = serde_json::json!({"token_service": upstream.as_str()});
+    if upstream == Upstream::Ready {
+        no_store(HttpResponse::Ok()).json(serde_json::json!({"status": "ok", "checks": checks}))
     } else {
-        no_store(HttpResponse::ServiceUnavailable()).json(
-            serde_json::json!({"status": "failed", "checks": {"token_service": "unreachable"}}),
-        )
+        no_store(HttpResponse::ServiceUnavailable())
+            .json(serde_json::json!({"status": "failed", "checks": checks}))
     }
 }
 
-async fn token_service_ready(state: &WebState) -> bool {
-    // Held across the check: a burst of probes makes one call, not one each.
+async fn token_service_ready(state: &WebState) -> Upstream {
+    // Held across the check: a burst of probes makes one check, not one each.
     let mut last = state.readiness.lock().await;
-    if let Some((at, ready)) = *last
+    if let Some((at, upstream)) = *last
         && at.elapsed() < READINESS_REUSED_FOR
     {
-        return ready;
+        return upstream;
     }
+    let upstream = check_token_service(state).await;
+    *last = Some((Instant::now(), upstream));
+    upstream
+}
+
+/// gRPC health (open to anyone, so it cannot tell whether auth-web's own credentials are
+/// taken), then `GetJwks`, the cheapest call that needs an internal caller.
+async fn check_token_service(state: &WebState) -> Upstream {
     let mut health = state.upstream.health.clone();
     let check = health.check(HealthCheckRequest {
         service: String::new(),
     });
-    let ready = matches!(
-        tokio::time::timeout(READINESS_TIMEOUT, check).await,
-        Ok(Ok(answer)) if answer.get_ref().status == ServingStatus::Serving as i32
-    );
-    *last = Some((Instant::now(), ready));
-    ready
+    match tokio::time::timeout(READINESS_TIMEOUT, check).await {
+        Ok(Ok(answer)) if answer.get_ref().status == ServingStatus::Serving as i32 => {}
+        Ok(Ok(_)) => return Upstream::NotServing,
+        _ => return Upstream::Unreachable,
+    }
+    let mut tokens = state.upstream.tokens.clone();
+    let internal = tokens.get_jwks(doorward_proto::v1::Empty {});
+    match tokio::time::timeout(READINESS_TIMEOUT, internal).await {
+        Ok(Ok(_)) => Upstream::Ready,
+        Ok(Err(status))
+            if matches!(
+                status.code(),
+                tonic::Code::Unauthenticated | tonic::Code::PermissionDenied
+            ) =>
+        {
+            Upstream::Refused
+        }
+        _ => Upstream::Unreachable,
+    }
 }
 
 /// Every metric of this process, in Prometheus's text format; 404 for clients outside

@@ -45,10 +45,7 @@ pub async fn observe(
     // The path without its query string: tokens passed as `?access_token=` never reach
     // the log (SEC-SL-03).
     let path = req.path().to_owned();
-    let peer = req
-        .peer_addr()
-        .map(|a| a.ip().to_string())
-        .unwrap_or_default();
+    let peer = req.peer_addr().map(|a| a.ip());
     let span = tracing::info_span!("request", request_id = %id);
     let started = Instant::now();
     let result = REQUEST_ID
@@ -77,8 +74,8 @@ pub async fn observe(
             path,
             route,
             status = status.as_u16(),
-            latency_ms = elapsed.as_secs_f64() * 1000.0,
-            peer,
+            latency_us = elapsed.as_micros() as u64,
+            peer = peer.map(tracing::field::display),
             "request"
         )
     });

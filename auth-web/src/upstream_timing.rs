@@ -42,15 +42,19 @@ where
     }
 
     fn call(&mut self, request: http::Request<B>) -> Self::Future {
-        // `/doorward.v1.TokenService/Exchange` -> `doorward.v1.TokenService/Exchange`.
-        let rpc = request.uri().path().trim_start_matches('/').to_owned();
+        // Shares the request's buffer: no copy per call.
+        let path = request.uri().path_and_query().cloned();
         let started = Instant::now();
         let call = self.inner.call(request);
         Box::pin(async move {
             let result = call.await;
+            // `/doorward.v1.TokenService/Exchange` -> `doorward.v1.TokenService/Exchange`.
+            let rpc = path
+                .as_ref()
+                .map_or("", |p| p.path().trim_start_matches('/'));
             METRICS
                 .upstream_duration
-                .with_label_values(&[&rpc])
+                .with_label_values(&[rpc])
                 .observe(started.elapsed().as_secs_f64());
             let code = match &result {
                 Ok(response) => {
@@ -62,7 +66,7 @@ where
             if code != "OK" {
                 METRICS
                     .upstream_errors
-                    .with_label_values(&[&rpc, code])
+                    .with_label_values(&[rpc, code])
                     .inc();
             }
             result

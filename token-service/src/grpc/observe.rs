@@ -1,9 +1,11 @@
 //! What every gRPC call records, as a tower layer in front of every service: its latency
-//! and status in the metrics, and a `rpc` span carrying the request id that auth-web sent in
-//! the `x-request-id` metadata (one is made up when none came), so that every line logged
-//! while the call runs, in either service, can be joined on it.
+//! and status in the metrics, and, when the caller sent a request id in the `x-request-id`
+//! metadata (auth-web always does), a `rpc` span carrying it, so that every line logged
+//! while the call runs, in either service, can be joined on it. A call without one (a
+//! resource server's validation) gets no span: the hot path of validation pays nothing for
+//! a log line it rarely writes.
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -22,16 +24,19 @@ use crate::metrics::METRICS;
 /// never becomes a label value).
 const UNKNOWN_RPC: &str = "unknown";
 
+/// The RPCs served, by path, with their labels.
+type Rpcs = HashMap<String, Arc<str>>;
+
 /// The layer; cheap to clone.
 #[derive(Clone)]
 pub struct ObserveLayer {
-    rpcs: Arc<HashSet<String>>,
+    rpcs: Arc<Rpcs>,
 }
 
 impl ObserveLayer {
     /// Knows the RPCs of `descriptor_sets` (encoded `FileDescriptorSet`s) and `extra` paths.
     pub fn new(descriptor_sets: &[&[u8]], extra: &[&str]) -> Self {
-        let mut rpcs: HashSet<String> = extra.iter().map(|p| (*p).to_owned()).collect();
+        let mut paths: Vec<String> = extra.iter().map(|p| (*p).to_owned()).collect();
         for encoded in descriptor_sets {
             // The sets are compiled into the binary: one that does not decode is skipped,
             // and its calls are labelled `unknown`.
@@ -42,11 +47,19 @@ impl ObserveLayer {
                 let package = file.package();
                 for service in &file.service {
                     for method in &service.method {
-                        rpcs.insert(format!("/{package}.{}/{}", service.name(), method.name()));
+                        paths.push(format!("/{package}.{}/{}", service.name(), method.name()));
                     }
                 }
             }
         }
+        // The label is the path without its slash: `doorward.v1.TokenService/Exchange`.
+        let rpcs = paths
+            .into_iter()
+            .map(|path| {
+                let label = Arc::from(&path[1..]);
+                (path, label)
+            })
+            .collect();
         Self {
             rpcs: Arc::new(rpcs),
         }
@@ -68,7 +81,7 @@ impl<S> Layer<S> for ObserveLayer {
 #[derive(Clone)]
 pub struct Observe<S> {
     inner: S,
-    rpcs: Arc<HashSet<String>>,
+    rpcs: Arc<Rpcs>,
 }
 
 impl<S, B, RB> Service<http::Request<B>> for Observe<S>
@@ -87,23 +100,24 @@ where
     }
 
     fn call(&mut self, request: http::Request<B>) -> Self::Future {
-        let path = request.uri().path();
-        // The label is the path itself (`doorward.v1.TokenService/Token`) when it is known.
-        let rpc = match self.rpcs.get(path) {
-            Some(known) => known[1..].to_owned(),
-            None => UNKNOWN_RPC.to_owned(),
-        };
-        let id = RequestId::from_header(
-            request
-                .headers()
-                .get(request_id::HEADER)
-                .and_then(|v| v.to_str().ok()),
-        );
-        let span = tracing::info_span!("rpc", rpc = %rpc, request_id = %id);
+        let rpc = self
+            .rpcs
+            .get(request.uri().path())
+            .cloned()
+            .unwrap_or_else(|| Arc::from(UNKNOWN_RPC));
+        // Only a plain id is kept (SEC-OB-03); a bad one is replaced.
+        let span = request
+            .headers()
+            .get(request_id::HEADER)
+            .map(|v| RequestId::from_header(v.to_str().ok()))
+            .map(|id| tracing::info_span!("rpc", rpc = %rpc, request_id = %id));
         let started = Instant::now();
-        let call = self.inner.call(request).instrument(span);
+        let call = self.inner.call(request);
         Box::pin(async move {
-            let result = call.await;
+            let result = match span {
+                Some(span) => call.instrument(span).await,
+                None => call.await,
+            };
             let code = match &result {
                 Ok(response) => {
                     grpc_status_label(response.headers().get("grpc-status").map(|v| v.as_bytes()))
@@ -112,9 +126,12 @@ where
             };
             METRICS
                 .grpc_duration
-                .with_label_values(&[&rpc])
+                .with_label_values(&[&*rpc])
                 .observe(started.elapsed().as_secs_f64());
-            METRICS.grpc_requests.with_label_values(&[&rpc, code]).inc();
+            METRICS
+                .grpc_requests
+                .with_label_values(&[&*rpc, code])
+                .inc();
             result
         })
     }
@@ -130,9 +147,19 @@ mod tests {
             &[doorward_proto::v1::FILE_DESCRIPTOR_SET],
             &["/grpc.health.v1.Health/Check"],
         );
-        assert!(layer.rpcs.contains("/doorward.v1.TokenService/Exchange"));
-        assert!(layer.rpcs.contains("/doorward.v1.TokenValidation/Validate"));
-        assert!(layer.rpcs.contains("/grpc.health.v1.Health/Check"));
-        assert!(!layer.rpcs.contains("/doorward.v1.TokenService/Nope"));
+        assert_eq!(
+            layer
+                .rpcs
+                .get("/doorward.v1.TokenService/Exchange")
+                .map(|l| &**l),
+            Some("doorward.v1.TokenService/Exchange")
+        );
+        assert!(
+            layer
+                .rpcs
+                .contains_key("/doorward.v1.TokenValidation/Validate")
+        );
+        assert!(layer.rpcs.contains_key("/grpc.health.v1.Health/Check"));
+        assert!(!layer.rpcs.contains_key("/doorward.v1.TokenService/Nope"));
     }
 }

@@ -27,6 +27,10 @@ const CONTRACT_VARIABLES: &[&str] = &[
     "SERVICE_TOKEN",
 ];
 
+/// The longest `tokens.key_rotation_days` accepted: ten years. Longer is a typo, or a key
+/// meant never to change, which is what 0 says.
+pub const MAX_KEY_ROTATION_DAYS: u32 = 3650;
+
 /// Everything either service can be told.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -514,6 +518,7 @@ impl Config {
                 "throttle windows and session lifetimes must be positive".into(),
             ));
         }
+        self.validate_key_rotation()?;
         if self.housekeeping.batch_size == 0 {
             return Err(ConfigError(
                 "housekeeping.batch_size must be at least 1".into(),
@@ -537,6 +542,34 @@ impl Config {
             )));
         }
         self.validate_tls()
+    }
+
+    /// `tokens.key_rotation_days`: 0 (only `keys rotate`), or a period of at most ten years
+    /// that outlasts the publication lead, with a reload that brings the new key into
+    /// running processes (the rotation runs on it).
+    fn validate_key_rotation(&self) -> Result<(), ConfigError> {
+        let tokens = &self.tokens;
+        let days = tokens.key_rotation_days;
+        if days == 0 {
+            return Ok(());
+        }
+        if days > MAX_KEY_ROTATION_DAYS {
+            return Err(ConfigError(format!(
+                "tokens.key_rotation_days must be 0 (rotate only with `keys rotate`) or between 1 and {MAX_KEY_ROTATION_DAYS} (ten years); it is {days}"
+            )));
+        }
+        if i64::from(days) * 86_400 <= tokens.key_publish_ahead_seconds {
+            return Err(ConfigError(format!(
+                "tokens.key_rotation_days ({days} days) must be longer than tokens.key_publish_ahead_seconds ({} s): each key would be replaced before it signs",
+                tokens.key_publish_ahead_seconds
+            )));
+        }
+        if tokens.key_reload_seconds == 0 {
+            return Err(ConfigError(
+                "tokens.key_rotation_days needs tokens.key_reload_seconds above 0: scheduled rotation runs on the key reload, and a process that never re-reads its keys never signs with the new one (set tokens.key_rotation_days = 0 to rotate only with `keys rotate`)".into(),
+            ));
+        }
+        Ok(())
     }
 
     /// TLS settings that would leave a link in plaintext, or that cannot work, are refused.
@@ -616,6 +649,27 @@ mod tests {
         no_batch.housekeeping.batch_size = 0;
         assert!(no_batch.validate().is_err());
         assert!(Config::default().validate().is_ok());
+    }
+
+    #[test]
+    fn key_rotation_days_are_checked_against_the_other_key_settings() {
+        let with = |days: u32, adjust: fn(&mut TokenConfig)| {
+            let mut config = Config::default();
+            config.tokens.key_rotation_days = days;
+            adjust(&mut config.tokens);
+            config.validate().map_err(|e| e.to_string())
+        };
+        assert!(with(90, |_| {}).is_ok());
+        assert!(with(1, |_| {}).is_ok());
+        assert!(with(MAX_KEY_ROTATION_DAYS, |_| {}).is_ok());
+        let manual = with(0, |t| t.key_reload_seconds = 0);
+        assert!(manual.is_ok(), "manual rotation needs no reload");
+        let err = with(MAX_KEY_ROTATION_DAYS + 1, |_| {}).unwrap_err();
+        assert!(err.contains("between 1 and 3650"), "{err}");
+        let err = with(1, |t| t.key_publish_ahead_seconds = 86_400).unwrap_err();
+        assert!(err.contains("key_publish_ahead_seconds"), "{err}");
+        let err = with(90, |t| t.key_reload_seconds = 0).unwrap_err();
+        assert!(err.contains("key_reload_seconds"), "{err}");
     }
 
     #[test]

@@ -117,8 +117,10 @@ pub async fn open_state(config: Config, clock: SharedClock) -> anyhow::Result<Ap
     })
 }
 
-/// Re-reads the signing keys every `tokens.key_reload_seconds`, so that a `keys rotate` run
-/// against the shared database reaches this process within that bound.
+/// Every `tokens.key_reload_seconds` (and once at start): rotates the keys that
+/// `tokens.key_rotation_days` says are due, then re-reads the signing keys, so that a
+/// rotation or revocation made anywhere against the shared database reaches this process
+/// within that bound.
 fn spawn_key_reloader(state: AppState) -> Option<tokio::task::JoinHandle<()>> {
     let every = state.config.tokens.key_reload_seconds;
     if every == 0 {
@@ -129,11 +131,9 @@ fn spawn_key_reloader(state: AppState) -> Option<tokio::task::JoinHandle<()>> {
         ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             ticks.tick().await;
-            let reload_state = state.clone();
+            let tick_state = state.clone();
             let reloaded = state
-                .db(move |conn| {
-                    Ok::<_, ServiceError>(reload_state.keys.reload(conn, reload_state.now())?)
-                })
+                .db(move |conn| Ok::<_, ServiceError>(refresh_keys(&tick_state, conn)?))
                 .await;
             match reloaded {
                 Ok(true) => tracing::info!("a new signing key signs from now on"),
@@ -142,6 +142,21 @@ fn spawn_key_reloader(state: AppState) -> Option<tokio::task::JoinHandle<()>> {
             }
         }
     }))
+}
+
+/// One tick of the key reloader. A failed rotation is logged and tried again on the next
+/// tick, and does not hold up the reload: revocations must still arrive within the bound.
+fn refresh_keys(
+    state: &AppState,
+    conn: &mut db::DbConnection,
+) -> Result<bool, crate::keys::KeyError> {
+    let now = state.now();
+    let policy = crate::keys::RotationPolicy::from_days(state.config.tokens.key_rotation_days);
+    let publish_ahead = state.keys.times().publish_ahead;
+    if let Err(err) = crate::keys::rotate_due(conn, policy, publish_ahead, now) {
+        tracing::warn!(error = %err, "could not rotate the signing keys due for rotation; trying again on the next reload");
+    }
+    state.keys.reload(conn, now)
 }
 
 /// Runs `housekeeping::cleanup` every `housekeeping.interval_seconds` (the first run one

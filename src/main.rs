@@ -59,7 +59,7 @@ fn run(args: Cli) -> anyhow::Result<()> {
         token_service::startup::runtime(&config).context("could not start the async runtime")?;
     if let Some(command) = args.command {
         telemetry::init_for_cli("warn");
-        if let Some(done) = cli::run_without_database(&command) {
+        if let Some(done) = cli::run_without_state(&command, &config) {
             return done;
         }
         return runtime.block_on(async {

@@ -57,7 +57,7 @@ async fn run(command: Option<Command>, config: Config) -> anyhow::Result<()> {
     match command {
         Some(command) => {
             telemetry::init_for_cli("warn");
-            if let Some(done) = cli::run_without_database(&command) {
+            if let Some(done) = cli::run_without_state(&command, &config) {
                 return done;
             }
             let state = open_state(config, Arc::new(SystemClock)).await?;

@@ -762,7 +762,7 @@ async fn a_returned_token_survives_kill_9_of_the_token_service() {
     }
 }
 
-// Scheduled key rotation, run against real token-service processes.
+// Scheduled key rotation and `backup`, run against real token-service processes.
 #[path = "cli/operations.rs"]
 mod operations;
 

@@ -1,5 +1,5 @@
 //! Operations on real processes: scheduled key rotation with two token-service replicas on
-//! one database (SQLite file and PostgreSQL).
+//! one database (SQLite file and PostgreSQL), and `backup --to` with a restore.
 
 use std::time::{Duration, Instant};
 
@@ -324,4 +324,153 @@ async fn a_scheduled_rotation_happens_once_with_two_replicas_on_postgres() {
     let database = PgDatabase::new(admin_url, "doorward_rotation");
     let cli = Cli::on(&database.url);
     two_replicas_rotate_overdue_keys_once(&cli).await;
+}
+
+async fn password_token(tokens: &mut Tokens, app: &Value, password: &str) -> Option<String> {
+    let answer = tokens
+        .exchange(pb::ExchangeRequest {
+            grant_type: "password".into(),
+            client: Some(credentials(app)),
+            username: Some("jane".into()),
+            password: Some(password.into()),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    match answer.result {
+        Some(pb::exchange_response::Result::Tokens(set)) => Some(set.access_token),
+        _ => None,
+    }
+}
+
+fn app_names(cli: &Cli) -> Vec<String> {
+    let mut names: Vec<String> = cli
+        .json(&["apps", "list", "--json"], None)
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["name"].as_str().unwrap().to_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+/// `backup --to` while a token-service serves, then the restore an operator would do: stop
+/// the service, put the copy in place of the database (without the old WAL), start again.
+/// What was there at the backup is there again, and nothing written after it.
+#[tokio::test]
+async fn a_backup_taken_while_serving_restores_users_apps_and_tokens() {
+    let cli = Cli::new();
+    let password = "correct horse battery";
+    cli.json(
+        &[
+            "users",
+            "create",
+            "--username",
+            "jane",
+            "--email",
+            "jane@example.com",
+            "--password-stdin",
+            "--json",
+        ],
+        Some(&format!("{password}\n")),
+    );
+    let app = create_app(&cli);
+    let addr = free_addr();
+    let replica = Replica::start(&cli.database_url, &addr, 1);
+    let mut tokens = tokens_client(&addr).await;
+    let mut before = vec![password_token(&mut tokens, &app, password).await.unwrap()];
+    for _ in 0..5 {
+        before.push(client_credentials_token(&mut tokens, &app).await);
+    }
+
+    let copy = cli.dir.join("backup.db");
+    let written = cli.json(&["backup", "--to", copy.to_str().unwrap(), "--json"], None);
+    assert_eq!(
+        written["backup"],
+        copy.canonicalize().unwrap().to_str().unwrap()
+    );
+    let bytes = written["bytes"].as_u64().unwrap();
+    assert_eq!(bytes, std::fs::metadata(&copy).unwrap().len());
+    assert!(bytes > 0);
+    assert_eq!(
+        super::mode(&copy) & 0o777,
+        0o600,
+        "the copy holds the signing keys"
+    );
+
+    // Written after the backup: gone after the restore.
+    let after = client_credentials_token(&mut tokens, &app).await;
+    create_app_named(&cli, "Made after the backup");
+    assert!(is_active(&mut tokens, &app, &after).await);
+    drop(tokens);
+    drop(replica);
+
+    let database = cli.dir.join("cli.db");
+    for suffix in ["-wal", "-shm"] {
+        let _ = std::fs::remove_file(cli.dir.join(format!("cli.db{suffix}")));
+    }
+    std::fs::copy(&copy, &database).unwrap();
+
+    let addr = free_addr();
+    let _restarted = Replica::start(&cli.database_url, &addr, 1);
+    let mut tokens = tokens_client(&addr).await;
+    for token in &before {
+        assert!(
+            is_active(&mut tokens, &app, token).await,
+            "a token issued before the backup validates after the restore"
+        );
+    }
+    assert!(
+        !is_active(&mut tokens, &app, &after).await,
+        "the restore brought back the database as it was at the backup"
+    );
+    assert!(
+        password_token(&mut tokens, &app, password).await.is_some(),
+        "the user and their password are back"
+    );
+    assert_eq!(app_names(&cli), ["Machine"]);
+}
+
+fn create_app_named(cli: &Cli, name: &str) -> Value {
+    cli.json(
+        &[
+            "apps",
+            "create",
+            "--name",
+            name,
+            "--redirect-uri",
+            "https://machine.example/cb",
+            "--json",
+        ],
+        None,
+    )
+}
+
+#[test]
+fn a_backup_never_overwrites_and_postgres_is_sent_to_pg_dump() {
+    let cli = Cli::new();
+    cli.json(&["migrate", "--json"], None);
+    let copy = cli.dir.join("backup.db");
+    std::fs::write(&copy, b"an operator's file").unwrap();
+    let err = cli.fails(&["backup", "--to", copy.to_str().unwrap()]);
+    assert!(err.contains("already exists"), "{err}");
+    assert_eq!(std::fs::read(&copy).unwrap(), b"an operator's file");
+
+    let missing = Cli::on(&format!(
+        "sqlite://{}",
+        cli.dir.join("no-such.db").display()
+    ));
+    let err = missing.fails(&["backup", "--to", cli.dir.join("b2.db").to_str().unwrap()]);
+    assert!(err.contains("no SQLite database"), "{err}");
+    assert!(!cli.dir.join("no-such.db").exists() && !cli.dir.join("b2.db").exists());
+
+    // Refused before any connection: no server needs to listen there.
+    let postgres = Cli::on("postgres://doorward@127.0.0.1:1/doorward");
+    let to = cli.dir.join("pg.db");
+    let err = postgres.fails(&["backup", "--to", to.to_str().unwrap()]);
+    assert!(err.contains("pg_dump"), "{err}");
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert!(!to.exists());
 }

@@ -68,6 +68,7 @@ fn run(args: Cli) -> anyhow::Result<()> {
         });
     }
     telemetry::init("info");
+    config.log_public_url_origin();
     let (config, upstream) = in_process_link(config)?;
     let token_service = runtime.block_on(TokenServiceApp::build(
         config.clone(),

@@ -69,6 +69,7 @@ async fn run(command: Option<Command>, config: Config) -> anyhow::Result<()> {
                 anyhow::bail!(token_service::startup::NO_INTERNAL_CALLERS);
             }
             telemetry::init("info");
+            config.log_public_url_origin();
             let app = TokenServiceApp::build(config, Arc::new(SystemClock)).await?;
             tracing::info!(addr = %app.local_addr()?, socket = ?app.unix_socket(), "token-service listening (gRPC)");
             app.run(async {

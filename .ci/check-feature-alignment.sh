@@ -16,7 +16,7 @@ fi
 
 cargo build "${profile[@]}" --workspace
 failed=0
-for package in token-service auth-web doorward; do
+for package in token-service auth-web doorward doorward-bench; do
   output=$(cargo build "${profile[@]}" -p "$package" 2>&1) || {
     echo "$output" >&2
     exit 1

@@ -256,9 +256,11 @@ pub fn run_without_state(command: &Command, config: &Config) -> Option<anyhow::R
 fn run_backup(database_url: &str, args: &BackupArgs) -> anyhow::Result<()> {
     let written = crate::db::backup::backup(database_url, &args.to)?;
     if args.json.json {
+        // As text: `json!` would panic on a path that is not UTF-8.
+        let (database, backup) = (written.database.display(), written.path.display());
         println!(
             "{}",
-            json!({"database": written.database, "backup": written.path, "bytes": written.bytes})
+            json!({"database": database.to_string(), "backup": backup.to_string(), "bytes": written.bytes})
         );
     } else {
         println!(

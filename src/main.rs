@@ -59,7 +59,7 @@ fn run(args: Cli) -> anyhow::Result<()> {
         token_service::startup::runtime(&config).context("could not start the async runtime")?;
     if let Some(command) = args.command {
         telemetry::init_for_cli("warn", config.log_format);
-        if let Some(done) = cli::run_without_database(&command) {
+        if let Some(done) = cli::run_without_state(&command, &config) {
             return done;
         }
         return runtime.block_on(async {
@@ -68,6 +68,7 @@ fn run(args: Cli) -> anyhow::Result<()> {
         });
     }
     telemetry::init("info", config.log_format);
+    config.log_public_url_origin();
     let (config, upstream) = in_process_link(config)?;
     let token_service = runtime.block_on(TokenServiceApp::build(
         config.clone(),

@@ -56,6 +56,7 @@ pub fn wire_code(code: &str) -> ErrorCode {
     ErrorCode::parse(code).unwrap_or_else(|| {
         tracing::warn!(
             code,
+            request_id = crate::observe::request_id_field(),
             "token-service sent an unknown error code; answering server_error"
         );
         ErrorCode::ServerError
@@ -144,7 +145,7 @@ impl OAuthError {
     /// An infrastructure failure reaching token-service: 503 when it is unreachable or slow
     /// (it recovers by itself), 500 when it failed inside.
     pub fn from_status(status: &tonic::Status) -> Self {
-        tracing::warn!(code = ?status.code(), message = %status.message(), "token-service call failed");
+        tracing::warn!(code = ?status.code(), message = %status.message(), request_id = crate::observe::request_id_field(), "token-service call failed");
         match UpstreamFailure::of(status) {
             UpstreamFailure::Internal => Self::new(ErrorCode::ServerError),
             UpstreamFailure::Unavailable => Self {

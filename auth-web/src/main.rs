@@ -44,6 +44,7 @@ async fn main() -> std::process::ExitCode {
 async fn run(args: Cli) -> anyhow::Result<()> {
     let config = Config::load(args.config.as_deref())?;
     telemetry::init("info", config.log_format);
+    config.log_public_url_origin();
     let upstream = config.token_service_url.clone();
     let app = AuthWebApp::build(config)?;
     tracing::info!(addr = %app.local_addr(), token_service = %upstream, "auth-web listening");

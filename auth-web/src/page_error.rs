@@ -106,6 +106,7 @@ impl PageError {
     /// because it can carry tokens (SEC-SL-03).
     fn log(&self, method: &Method, path: &str) {
         let status = self.status().as_u16();
+        let request_id = crate::observe::request_id_field();
         match self {
             Self::SignInNeeded { .. } => {}
             Self::Upstream(grpc) | Self::SignInUnavailable(grpc) => {
@@ -113,16 +114,16 @@ impl PageError {
                 let message = grpc.message();
                 match UpstreamFailure::of(grpc) {
                     UpstreamFailure::Unavailable => tracing::warn!(
-                        %method, path, status, ?code, message,
+                        %method, path, status, ?code, message, request_id,
                         "page unavailable: token-service unreachable"
                     ),
                     UpstreamFailure::Internal => tracing::error!(
-                        %method, path, status, ?code, message,
+                        %method, path, status, ?code, message, request_id,
                         "page failed: token-service call failed"
                     ),
                 }
             }
-            _ => tracing::info!(%method, path, status, cause = %self, "page refused"),
+            _ => tracing::info!(%method, path, status, request_id, cause = %self, "page refused"),
         }
     }
 }

@@ -27,6 +27,10 @@ const CONTRACT_VARIABLES: &[&str] = &[
     "SERVICE_TOKEN",
 ];
 
+/// The longest `tokens.key_rotation_days` accepted: ten years. Longer is a typo, or a key
+/// meant never to change, which is what 0 says.
+pub const MAX_KEY_ROTATION_DAYS: u32 = 3650;
+
 /// Everything either service can be told.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -79,6 +83,23 @@ pub struct Config {
     /// HTTP (unset: not served; the all-in-one binary shows its metrics on auth-web's
     /// `/-/metrics`).
     pub metrics_addr: Option<String>,
+    /// Where `public_url` came from: decided by `load`, said at start-up by
+    /// `log_public_url_origin`. Not an option.
+    #[serde(skip)]
+    pub public_url_origin: PublicUrlOrigin,
+}
+
+/// Where `public_url` came from.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum PublicUrlOrigin {
+    /// Given in the file or the environment (or built in code, as tests do).
+    #[default]
+    Configured,
+    /// Not given: `http://<auth_web_addr>` (`https://` with `[web_tls]`).
+    AuthWebAddr,
+    /// Not given, and `auth_web_addr` is no address to hand out (every interface, or port
+    /// 0): the built-in default stands, and start-up warns.
+    Default,
 }
 
 /// How log lines are written.
@@ -319,6 +340,7 @@ impl Default for Config {
             web_tls: None,
             log_format: LogFormat::Text,
             metrics_addr: None,
+            public_url_origin: PublicUrlOrigin::Configured,
         }
     }
 }
@@ -461,8 +483,46 @@ impl Config {
             config.database_url =
                 format!("sqlite://{}", config.data_dir.join("doorward.db").display());
         }
+        if figment.find_value("public_url").is_err() {
+            config.follow_auth_web_addr();
+        }
         config.validate()?;
         Ok(config)
+    }
+
+    /// `public_url` was not given: it follows `auth_web_addr`, so that `AUTH_WEB_ADDR` alone
+    /// moves the issuer and every discovered URL with the listener.
+    fn follow_auth_web_addr(&mut self) {
+        let scheme = if self.web_tls.is_some() {
+            "https"
+        } else {
+            "http"
+        };
+        match public_url_for(&self.auth_web_addr, scheme) {
+            Some(url) => {
+                self.public_url = url;
+                self.public_url_origin = PublicUrlOrigin::AuthWebAddr;
+            }
+            None => self.public_url_origin = PublicUrlOrigin::Default,
+        }
+    }
+
+    /// Says at start-up where `public_url` came from when it was not set; warns when it
+    /// could not follow `auth_web_addr`. (`load` runs before logging is set up.)
+    pub fn log_public_url_origin(&self) {
+        match self.public_url_origin {
+            PublicUrlOrigin::Configured => {}
+            PublicUrlOrigin::AuthWebAddr => tracing::info!(
+                public_url = %self.public_url,
+                "PUBLIC_URL is not set: the issuer follows auth_web_addr (give every token-service and auth-web the same PUBLIC_URL when they run apart)"
+            ),
+            PublicUrlOrigin::Default => tracing::warn!(
+                auth_web_addr = %self.auth_web_addr,
+                public_url = %self.public_url,
+                "PUBLIC_URL must be set: auth_web_addr listens on every interface or on port 0, which is no address to hand out, so the issuer (iss of every token) and every discovered URL (authorization, token, keys) stay on the default {}, which clients may not reach",
+                self.public_url
+            ),
+        }
     }
 
     fn validate(&self) -> Result<(), ConfigError> {
@@ -514,6 +574,7 @@ impl Config {
                 "throttle windows and session lifetimes must be positive".into(),
             ));
         }
+        self.validate_key_rotation()?;
         if self.housekeeping.batch_size == 0 {
             return Err(ConfigError(
                 "housekeeping.batch_size must be at least 1".into(),
@@ -546,6 +607,34 @@ impl Config {
             )));
         }
         self.validate_tls()
+    }
+
+    /// `tokens.key_rotation_days`: 0 (only `keys rotate`), or a period of at most ten years
+    /// that outlasts the publication lead, with a reload that brings the new key into
+    /// running processes (the rotation runs on it).
+    fn validate_key_rotation(&self) -> Result<(), ConfigError> {
+        let tokens = &self.tokens;
+        let days = tokens.key_rotation_days;
+        if days == 0 {
+            return Ok(());
+        }
+        if days > MAX_KEY_ROTATION_DAYS {
+            return Err(ConfigError(format!(
+                "tokens.key_rotation_days must be 0 (rotate only with `keys rotate`) or between 1 and {MAX_KEY_ROTATION_DAYS} (ten years); it is {days}"
+            )));
+        }
+        if i64::from(days) * 86_400 <= tokens.key_publish_ahead_seconds {
+            return Err(ConfigError(format!(
+                "tokens.key_rotation_days ({days} days) must be longer than tokens.key_publish_ahead_seconds ({} s): each key would be replaced before it signs",
+                tokens.key_publish_ahead_seconds
+            )));
+        }
+        if tokens.key_reload_seconds == 0 {
+            return Err(ConfigError(
+                "tokens.key_rotation_days needs tokens.key_reload_seconds above 0: scheduled rotation runs on the key reload, and a process that never re-reads its keys never signs with the new one (set tokens.key_rotation_days = 0 to rotate only with `keys rotate`)".into(),
+            ));
+        }
+        Ok(())
     }
 
     /// TLS settings that would leave a link in plaintext, or that cannot work, are refused.
@@ -588,6 +677,21 @@ impl Config {
             .as_deref()
             .unwrap_or_else(|| self.issuer())
     }
+}
+
+/// The public URL an `auth_web_addr` stands for: `None` when it is no address to hand out
+/// (an unspecified host such as `0.0.0.0` or `::`, port 0, or no port).
+fn public_url_for(auth_web_addr: &str, scheme: &str) -> Option<String> {
+    if let Ok(addr) = auth_web_addr.parse::<std::net::SocketAddr>() {
+        let usable = !addr.ip().is_unspecified() && addr.port() != 0;
+        // `SocketAddr` writes an IPv6 address in brackets, as a URL wants it.
+        return usable.then(|| format!("{scheme}://{addr}"));
+    }
+    // A host name: `localhost:3001`, `auth.internal:8080`.
+    let (host, port) = auth_web_addr.rsplit_once(':')?;
+    let port: u16 = port.parse().ok()?;
+    let url = format!("{scheme}://{host}:{port}");
+    (!host.is_empty() && port != 0 && url::Url::parse(&url).is_ok()).then_some(url)
 }
 
 #[cfg(test)]
@@ -644,6 +748,27 @@ mod tests {
         };
         assert!(bad_metrics.validate().is_err());
         assert!(Config::default().validate().is_ok());
+    }
+
+    #[test]
+    fn key_rotation_days_are_checked_against_the_other_key_settings() {
+        let with = |days: u32, adjust: fn(&mut TokenConfig)| {
+            let mut config = Config::default();
+            config.tokens.key_rotation_days = days;
+            adjust(&mut config.tokens);
+            config.validate().map_err(|e| e.to_string())
+        };
+        assert!(with(90, |_| {}).is_ok());
+        assert!(with(1, |_| {}).is_ok());
+        assert!(with(MAX_KEY_ROTATION_DAYS, |_| {}).is_ok());
+        let manual = with(0, |t| t.key_reload_seconds = 0);
+        assert!(manual.is_ok(), "manual rotation needs no reload");
+        let err = with(MAX_KEY_ROTATION_DAYS + 1, |_| {}).unwrap_err();
+        assert!(err.contains("between 1 and 3650"), "{err}");
+        let err = with(1, |t| t.key_publish_ahead_seconds = 86_400).unwrap_err();
+        assert!(err.contains("key_publish_ahead_seconds"), "{err}");
+        let err = with(90, |t| t.key_reload_seconds = 0).unwrap_err();
+        assert!(err.contains("key_reload_seconds"), "{err}");
     }
 
     #[test]
@@ -718,6 +843,110 @@ mod tests {
             missing_key.is_err(),
             "a certificate without its key is refused"
         );
+    }
+
+    #[test]
+    fn public_url_follows_the_auth_web_address_it_can_hand_out() {
+        let follow = |addr: &str| public_url_for(addr, "http");
+        assert_eq!(
+            follow("127.0.0.1:3001").as_deref(),
+            Some("http://127.0.0.1:3001")
+        );
+        assert_eq!(follow("[::1]:3001").as_deref(), Some("http://[::1]:3001"));
+        assert_eq!(
+            follow("auth.example.com:8443").as_deref(),
+            Some("http://auth.example.com:8443")
+        );
+        assert_eq!(
+            public_url_for("10.0.0.5:443", "https").as_deref(),
+            Some("https://10.0.0.5:443")
+        );
+        for unusable in [
+            "0.0.0.0:3000",
+            "[::]:3000",
+            "127.0.0.1:0",
+            "localhost:0",
+            ":3000",
+        ] {
+            assert_eq!(follow(unusable), None, "{unusable}");
+        }
+        assert_eq!(follow("no port"), None);
+    }
+
+    #[test]
+    fn an_unset_public_url_is_derived_with_the_scheme_of_web_tls() {
+        let mut config = Config {
+            auth_web_addr: "127.0.0.1:3001".into(),
+            ..Config::default()
+        };
+        config.follow_auth_web_addr();
+        assert_eq!(config.issuer(), "http://127.0.0.1:3001");
+        assert_eq!(config.public_url_origin, PublicUrlOrigin::AuthWebAddr);
+        let mut tls = Config {
+            auth_web_addr: "127.0.0.1:3443".into(),
+            web_tls: Some(WebTlsConfig {
+                cert_file: "/etc/doorward/server.pem".into(),
+                key_file: "/etc/doorward/server-key.pem".into(),
+            }),
+            ..Config::default()
+        };
+        tls.follow_auth_web_addr();
+        assert_eq!(tls.issuer(), "https://127.0.0.1:3443");
+        assert!(
+            tls.validate().is_ok(),
+            "web_tls with a derived https URL is valid"
+        );
+        let mut everywhere = Config {
+            auth_web_addr: "0.0.0.0:3001".into(),
+            ..Config::default()
+        };
+        everywhere.follow_auth_web_addr();
+        assert_eq!(
+            everywhere.issuer(),
+            "http://127.0.0.1:3000",
+            "the default stands"
+        );
+        assert_eq!(everywhere.public_url_origin, PublicUrlOrigin::Default);
+    }
+
+    /// `load` itself, through the file layer (the environment is shared by the test
+    /// threads, so the variables' path is the same `find_value` check on another layer).
+    #[test]
+    fn load_derives_public_url_only_when_it_was_not_given() {
+        let set = [
+            "PUBLIC_URL",
+            "AUTH_WEB_ADDR",
+            "DOORWARD_PUBLIC_URL",
+            "DOORWARD_AUTH_WEB_ADDR",
+        ]
+        .into_iter()
+        .find(|v| std::env::var_os(v).is_some());
+        if let Some(variable) = set {
+            eprintln!("skipped: {variable} is set in this environment and would win over the file");
+            return;
+        }
+        let dir = std::env::temp_dir().join(format!("doorward-config-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = |name: &str, body: &str| {
+            let path = dir.join(name);
+            std::fs::write(&path, body).unwrap();
+            path
+        };
+        let only_addr = file("addr.toml", "auth_web_addr = \"127.0.0.1:3001\"\n");
+        let config = Config::load(Some(&only_addr)).unwrap();
+        assert_eq!(config.issuer(), "http://127.0.0.1:3001");
+        let both = file(
+            "both.toml",
+            "auth_web_addr = \"127.0.0.1:3001\"\npublic_url = \"https://id.example.com\"\n",
+        );
+        let config = Config::load(Some(&both)).unwrap();
+        assert_eq!(config.issuer(), "https://id.example.com");
+        assert_eq!(config.public_url_origin, PublicUrlOrigin::Configured);
+        let everywhere = file("any.toml", "auth_web_addr = \"0.0.0.0:3001\"\n");
+        let config = Config::load(Some(&everywhere)).unwrap();
+        assert_eq!(config.issuer(), "http://127.0.0.1:3000");
+        assert_eq!(config.public_url_origin, PublicUrlOrigin::Default);
+        std::fs::remove_dir_all(dir).unwrap();
     }
 
     #[test]

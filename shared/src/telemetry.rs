@@ -5,8 +5,8 @@
 //! logs print paths without query strings, and secrets are [`crate::Secret`]s.
 //!
 //! In JSON, an event's own fields sit at the top level beside `timestamp`, `level`,
-//! `target` and `message`; the fields of the request it happened in (`request_id`, and on
-//! token-service the `rpc`) are under `span`.
+//! `target` and `message` (auth-web puts `request_id` there); the fields of the span it
+//! happened in (on token-service, `rpc` and `request_id`) are under `span`.
 
 use std::io::IsTerminal;
 

@@ -57,7 +57,7 @@ async fn run(command: Option<Command>, config: Config) -> anyhow::Result<()> {
     match command {
         Some(command) => {
             telemetry::init_for_cli("warn", config.log_format);
-            if let Some(done) = cli::run_without_database(&command) {
+            if let Some(done) = cli::run_without_state(&command, &config) {
                 return done;
             }
             let state = open_state(config, Arc::new(SystemClock)).await?;
@@ -69,6 +69,7 @@ async fn run(command: Option<Command>, config: Config) -> anyhow::Result<()> {
                 anyhow::bail!(token_service::startup::NO_INTERNAL_CALLERS);
             }
             telemetry::init("info", config.log_format);
+            config.log_public_url_origin();
             let app = TokenServiceApp::build(config, Arc::new(SystemClock)).await?;
             tracing::info!(addr = %app.local_addr()?, socket = ?app.unix_socket(), "token-service listening (gRPC)");
             app.run(async {

@@ -118,8 +118,10 @@ pub async fn open_state(config: Config, clock: SharedClock) -> anyhow::Result<Ap
     })
 }
 
-/// Re-reads the signing keys every `tokens.key_reload_seconds`, so that a `keys rotate` run
-/// against the shared database reaches this process within that bound.
+/// Every `tokens.key_reload_seconds` (and once at start): rotates the keys that
+/// `tokens.key_rotation_days` says are due, then re-reads the signing keys, so that a
+/// rotation or revocation made anywhere against the shared database reaches this process
+/// within that bound.
 fn spawn_key_reloader(state: AppState) -> Option<tokio::task::JoinHandle<()>> {
     let every = state.config.tokens.key_reload_seconds;
     if every == 0 {
@@ -130,11 +132,9 @@ fn spawn_key_reloader(state: AppState) -> Option<tokio::task::JoinHandle<()>> {
         ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             ticks.tick().await;
-            let reload_state = state.clone();
+            let tick_state = state.clone();
             let reloaded = state
-                .db(move |conn| {
-                    Ok::<_, ServiceError>(reload_state.keys.reload(conn, reload_state.now())?)
-                })
+                .db(move |conn| Ok::<_, ServiceError>(refresh_keys(&tick_state, conn)?))
                 .await;
             match reloaded {
                 Ok(true) => tracing::info!("a new signing key signs from now on"),
@@ -143,6 +143,50 @@ fn spawn_key_reloader(state: AppState) -> Option<tokio::task::JoinHandle<()>> {
             }
         }
     }))
+}
+
+/// One tick of the key reloader. A failed rotation is logged and tried again on the next
+/// tick, and does not hold up the reload: revocations must still arrive within the bound.
+fn refresh_keys(
+    state: &AppState,
+    conn: &mut db::DbConnection,
+) -> Result<bool, crate::keys::KeyError> {
+    let now = state.now();
+    let policy = crate::keys::RotationPolicy::from_days(state.config.tokens.key_rotation_days);
+    let publish_ahead = state.keys.times().publish_ahead;
+    if let Err(err) = crate::keys::rotate_due(conn, policy, publish_ahead, now) {
+        tracing::warn!(error = %err, "could not rotate the signing keys due for rotation; trying again on the next reload");
+    }
+    let changed = state.keys.reload(conn, now)?;
+    record_key_metrics(&db::signing_keys::list(conn)?, policy, now);
+    Ok(changed)
+}
+
+/// `doorward_signing_key_age_seconds` and `..._next_rotation_timestamp_seconds` for each
+/// purpose, from the key the schedule counts (absent while rotation is manual).
+fn record_key_metrics(
+    rows: &[db::models::SigningKeyRow],
+    policy: crate::keys::RotationPolicy,
+    now: i64,
+) {
+    let metrics = &crate::metrics::METRICS;
+    for purpose in crate::keys::PURPOSES {
+        if let Some(key) = crate::keys::current_key(rows, purpose) {
+            metrics
+                .key_age
+                .with_label_values(&[purpose])
+                .set(now - key.created_at);
+        }
+        match policy.next_rotation(rows, purpose) {
+            Some(at) => metrics
+                .key_next_rotation
+                .with_label_values(&[purpose])
+                .set(at),
+            None => {
+                let _ = metrics.key_next_rotation.remove_label_values(&[purpose]);
+            }
+        }
+    }
 }
 
 /// Runs `housekeeping::cleanup` every `housekeeping.interval_seconds` (the first run one

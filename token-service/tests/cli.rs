@@ -475,10 +475,7 @@ struct Replica(std::process::Child);
 
 impl Replica {
     fn start(database_url: &str, addr: &str, cache_seconds: u32) -> Self {
-        let child = Command::new(env!("CARGO_BIN_EXE_token-service"))
-            .env("DATABASE_URL", database_url)
-            .env("TOKEN_SERVICE_ADDR", addr)
-            .env("SERVICE_TOKEN", SERVICE_TOKEN)
+        let child = Self::command(database_url, addr)
             .env(
                 "DOORWARD_TOKENS__VALIDATION_CACHE_SECONDS",
                 cache_seconds.to_string(),
@@ -489,6 +486,33 @@ impl Replica {
             .spawn()
             .unwrap();
         Self(child)
+    }
+
+    /// A replica with `settings` in its environment, logging at info into `log`.
+    fn start_logged(
+        database_url: &str,
+        addr: &str,
+        settings: &[(&str, &str)],
+        log: &std::path::Path,
+    ) -> Self {
+        let file = std::fs::File::create(log).unwrap();
+        let child = Self::command(database_url, addr)
+            .envs(settings.iter().copied())
+            .env("RUST_LOG", "info")
+            .stdout(file.try_clone().unwrap())
+            .stderr(file)
+            .spawn()
+            .unwrap();
+        Self(child)
+    }
+
+    fn command(database_url: &str, addr: &str) -> Command {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_token-service"));
+        command
+            .env("DATABASE_URL", database_url)
+            .env("TOKEN_SERVICE_ADDR", addr)
+            .env("SERVICE_TOKEN", SERVICE_TOKEN);
+        command
     }
 }
 
@@ -737,6 +761,10 @@ async fn a_returned_token_survives_kill_9_of_the_token_service() {
         );
     }
 }
+
+// Scheduled key rotation and `backup`, run against real token-service processes.
+#[path = "cli/operations.rs"]
+mod operations;
 
 /// The trust that `tls init` sets up, checked as rustls checks it: the CA it wrote.
 mod tls {

@@ -11,6 +11,8 @@ use std::path::PathBuf;
 use clap::{Args, Subcommand};
 use serde_json::json;
 
+use doorward_shared::config::Config;
+
 use crate::accounts;
 use crate::state::AppState;
 use crate::tls_init::{self, TlsInitRequest};
@@ -35,6 +37,22 @@ pub enum Command {
     /// Make certificates for trying TLS locally (needs no database).
     #[command(subcommand)]
     Tls(TlsCommand),
+    /// Copy the SQLite database to a new file while the services run.
+    ///
+    /// An online, consistent copy (SQLite's `VACUUM INTO`), written with mode 0600 because it
+    /// holds the signing keys; an existing file is never overwritten. The database is not
+    /// migrated first. On PostgreSQL, use `pg_dump`.
+    Backup(BackupArgs),
+}
+
+/// `backup --to FILE`
+#[derive(Debug, Args)]
+pub struct BackupArgs {
+    /// The new file to write (it must not exist).
+    #[arg(long, value_name = "FILE")]
+    pub to: PathBuf,
+    #[command(flatten)]
+    pub json: JsonFlag,
 }
 
 /// `--json`.
@@ -218,17 +236,41 @@ fn field_errors(errors: &[accounts::FieldError]) -> String {
         .join("; ")
 }
 
-/// Runs `command` if it needs no database (`tls ...`, which an operator runs before one
-/// exists); `None` means it does, and the caller opens the state and calls [`run`].
-pub fn run_without_database(command: &Command) -> Option<anyhow::Result<()>> {
+/// Runs `command` if it must not open the state (which migrates the database and loads the
+/// keys): `tls ...`, which an operator runs before a database exists, and `backup`, whose
+/// copy must be of the database as it is. `None` means the caller opens the state and calls
+/// [`run`].
+pub fn run_without_state(command: &Command, config: &Config) -> Option<anyhow::Result<()>> {
     match command {
         Command::Tls(tls) => Some(run_tls(tls)),
+        Command::Backup(args) => Some(run_backup(&config.database_url, args)),
         Command::Users(_)
         | Command::Apps(_)
         | Command::Keys(_)
         | Command::Tokens(_)
         | Command::Migrate(_) => None,
     }
+}
+
+/// `backup --to FILE`: prints the file and its size.
+fn run_backup(database_url: &str, args: &BackupArgs) -> anyhow::Result<()> {
+    let written = crate::db::backup::backup(database_url, &args.to)?;
+    if args.json.json {
+        // As text: `json!` would panic on a path that is not UTF-8.
+        let (database, backup) = (written.database.display(), written.path.display());
+        println!(
+            "{}",
+            json!({"database": database.to_string(), "backup": backup.to_string(), "bytes": written.bytes})
+        );
+    } else {
+        println!(
+            "Backed up {} to {} ({} bytes).",
+            written.database.display(),
+            written.path.display(),
+            written.bytes
+        );
+    }
+    Ok(())
 }
 
 fn run_tls(command: &TlsCommand) -> anyhow::Result<()> {
@@ -268,9 +310,10 @@ pub async fn run(state: &AppState, command: Command) -> anyhow::Result<()> {
         }
         Command::Users(command) => users::run(state, command).await,
         Command::Apps(command) => apps::run(state, command).await,
-        // Callers run it through `run_without_database`; it is here so that `run` takes
+        // Callers run these through `run_without_state`; they are here so that `run` takes
         // every command.
         Command::Tls(command) => run_tls(&command),
+        Command::Backup(args) => run_backup(&state.config.database_url, &args),
         Command::Tokens(TokensCommand::Cleanup(flag)) => cleanup(state, flag.json).await,
         Command::Keys(command) => keys::run(state, command).await,
     }

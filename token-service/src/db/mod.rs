@@ -8,6 +8,7 @@
 //! UPDATEs go through `statements`, since Diesel does not keep its UPDATEs prepared.
 
 pub mod applications;
+pub mod backup;
 pub mod checkpoint;
 pub mod device_grants;
 pub mod grants;

@@ -48,8 +48,9 @@ pub fn revoke(conn: &mut DbConnection, kid: &str, now: i64) -> QueryResult<usize
         .execute(conn)
 }
 
-/// Serialises first-start key generation between replicas. SQLite's `BEGIN IMMEDIATE`
-/// already does; PostgreSQL needs a lock that conflicts with itself.
+/// Serialises the writers of keys between replicas: first-start key generation, rotation
+/// (`keys rotate` and the schedule, which decide again under it) and revocation. SQLite's
+/// `BEGIN IMMEDIATE` already does; PostgreSQL needs a lock that conflicts with itself.
 pub fn lock_for_first_key(conn: &mut DbConnection) -> QueryResult<()> {
     match conn {
         DbConnection::Pg(pg) => {

@@ -11,7 +11,8 @@
 //!
 //! By concern, from the ground up: `claims.rs` (what tokens say), `error.rs` (`KeyError`),
 //! `generate.rs` (new keys of each purpose and their thumbprints), `rotation.rs` (where a
-//! key stands, which one signs, `keys rotate` and `keys revoke`), `ring.rs` (`KeyRing`: the
+//! key stands, which one signs, `keys rotate` and `keys revoke`), `schedule.rs` (rotation
+//! on `tokens.key_rotation_days`, once across replicas), `ring.rs` (`KeyRing`: the
 //! keys in memory, loaded and reloaded), `sign.rs` and `verify.rs` (a token signed and
 //! checked with them).
 
@@ -20,6 +21,7 @@ mod error;
 mod generate;
 mod ring;
 mod rotation;
+mod schedule;
 mod sign;
 mod verify;
 
@@ -31,4 +33,5 @@ pub use generate::{
 };
 pub use ring::KeyRing;
 pub use rotation::{KeyState, KeyTimes, key_states, revoke, rotate};
+pub use schedule::{RotationPolicy, current_key, rotate_due};
 pub use verify::{JwtRejection, MAX_TOKEN_LEN, NBF_LEEWAY_SECONDS};

@@ -111,6 +111,25 @@ pub(super) fn signer<'a>(
         .or_else(|| may_sign.min_by_key(|r| (r.created_at, r.retired_at.is_none())))
 }
 
+/// Why a rotation happened, as its audit event says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RotationReason {
+    /// `keys rotate`.
+    Manual,
+    /// `tokens.key_rotation_days` (`schedule::rotate_due`).
+    Scheduled,
+}
+
+impl RotationReason {
+    /// The `reason` field of the `signing_key_rotated` audit event.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Manual => "manual",
+            Self::Scheduled => "scheduled",
+        }
+    }
+}
+
 /// `keys rotate`: for each purpose, a new key is published now and signs once
 /// `publish_ahead` has passed; the key it replaces signs until then and stays published
 /// until its tokens have expired. Returns the new keys.
@@ -120,21 +139,54 @@ pub fn rotate(
     publish_ahead: i64,
     now: i64,
 ) -> Result<Vec<SigningKeyRow>, KeyError> {
+    let always = |_: &[SigningKeyRow], _: &str| true;
+    replace(
+        conn,
+        purposes,
+        publish_ahead,
+        now,
+        RotationReason::Manual,
+        always,
+    )
+}
+
+/// The one rotation path, for `keys rotate` and the schedule: a new key for each of
+/// `purposes`, kept only where `still_wanted` holds of the keys as they are once the
+/// transaction holds the key table's write lock (SQLite: `BEGIN IMMEDIATE`; PostgreSQL:
+/// `lock_for_first_key`). So replicas that decide together to rotate on schedule make one
+/// new key between them: the others see it and drop theirs. Returns the keys stored.
+pub(super) fn replace(
+    conn: &mut DbConnection,
+    purposes: &[&str],
+    publish_ahead: i64,
+    now: i64,
+    reason: RotationReason,
+    still_wanted: impl Fn(&[SigningKeyRow], &str) -> bool,
+) -> Result<Vec<SigningKeyRow>, KeyError> {
     // Generated before the transaction: RSA key generation takes a while, and the write
     // lock should not wait for it.
     let rows = purposes
         .iter()
         .map(|purpose| generate(purpose, now))
         .collect::<Result<Vec<_>, _>>()?;
-    db::write_transaction(conn, |conn| {
+    let stored = db::write_transaction(conn, |conn| -> Result<_, KeyError> {
         db::signing_keys::lock_for_first_key(conn)?;
-        for row in &rows {
-            db::signing_keys::retire_live(conn, &row.purpose, now + publish_ahead)?;
-            db::signing_keys::insert(conn, row)?;
-            tracing::info!(target: "audit", event = "signing_key_rotated", kid = %row.kid, purpose = %row.purpose, signs_from = now + publish_ahead, "a new signing key is published");
+        let current = db::signing_keys::list(conn)?;
+        let mut stored = Vec::new();
+        for row in rows {
+            if still_wanted(&current, &row.purpose) {
+                db::signing_keys::retire_live(conn, &row.purpose, now + publish_ahead)?;
+                db::signing_keys::insert(conn, &row)?;
+                stored.push(row);
+            }
         }
-        Ok(rows)
-    })
+        Ok(stored)
+    })?;
+    // After the commit: the audit log names only keys that exist.
+    for row in &stored {
+        tracing::info!(target: "audit", event = "signing_key_rotated", reason = reason.as_str(), kid = %row.kid, purpose = %row.purpose, signs_from = now + publish_ahead, "a new signing key is published");
+    }
+    Ok(stored)
 }
 
 /// `keys revoke KID`: a compromised key leaves the key set at once and every token it

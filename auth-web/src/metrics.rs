@@ -3,9 +3,13 @@
 //! route templates (never raw paths), methods actix knows, status codes, grant types, error
 //! codes and RPC names.
 
+use std::cell::RefCell;
+use std::collections::HashMap;
 use std::sync::LazyLock;
 
-use doorward_shared::metrics::prometheus::{HistogramVec, IntCounterVec, IntGauge};
+use doorward_shared::metrics::prometheus::{
+    Histogram, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+};
 use doorward_shared::metrics::{counter_vec, gauge, histogram_vec};
 use doorward_shared::{ErrorCode, GrantType};
 
@@ -64,6 +68,52 @@ pub static METRICS: LazyLock<Metrics> = LazyLock::new(|| Metrics {
         "1 when the last readiness check reached a serving token-service, else 0.",
     ),
 });
+
+/// A worker's HTTP metric handles, by (route template, method, status).
+type HttpHandles = HashMap<(String, &'static str, u16), (IntCounter, Histogram)>;
+
+thread_local! {
+    /// This worker's handles of the HTTP metrics, by route, method and status: the
+    /// registry's lookup (a hash and a lock shared by every worker) once per combination.
+    static HTTP: RefCell<HttpHandles> = RefCell::new(HashMap::new());
+    /// This worker's histogram of each RPC's latency.
+    static UPSTREAM: RefCell<HashMap<String, Histogram>> = RefCell::new(HashMap::new());
+}
+
+/// Counts an HTTP request and its latency. `route` is a route template (or `unmatched`).
+pub fn http_request(route: String, method: &'static str, status: u16, seconds: f64) {
+    HTTP.with(|handles| {
+        let mut handles = handles.borrow_mut();
+        let key = (route, method, status);
+        if let Some((count, latency)) = handles.get(&key) {
+            count.inc();
+            latency.observe(seconds);
+            return;
+        }
+        let status_label = status.to_string();
+        let count = METRICS
+            .http_requests
+            .with_label_values(&[&key.0, method, &status_label]);
+        let latency = METRICS.http_duration.with_label_values(&[&key.0]);
+        count.inc();
+        latency.observe(seconds);
+        handles.insert(key, (count, latency));
+    });
+}
+
+/// Records the latency of a call to `rpc` (`doorward.v1.TokenService/Exchange`).
+pub fn upstream_call(rpc: &str, seconds: f64) {
+    UPSTREAM.with(|handles| {
+        let mut handles = handles.borrow_mut();
+        if let Some(latency) = handles.get(rpc) {
+            latency.observe(seconds);
+            return;
+        }
+        let latency = METRICS.upstream_duration.with_label_values(&[rpc]);
+        latency.observe(seconds);
+        handles.insert(rpc.to_owned(), latency);
+    });
+}
 
 /// Counts a token endpoint answer. `grant_type` is what the client sent.
 pub fn token_response(grant_type: Option<&str>, outcome: Result<(), ErrorCode>) {

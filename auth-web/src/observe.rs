@@ -19,8 +19,6 @@ use actix_web::http::header::{HeaderName, HeaderValue};
 use actix_web::middleware::Next;
 use doorward_shared::request_id::{self, RequestId};
 
-use crate::metrics::METRICS;
-
 tokio::task_local! {
     static REQUEST_ID: RequestId;
 }
@@ -60,15 +58,7 @@ pub async fn observe(
         Ok(res) => (res.status(), res.request().match_pattern()),
         Err(err) => (err.as_response_error().status_code(), None),
     };
-    let route = route.as_deref().unwrap_or(UNMATCHED).to_owned();
-    METRICS
-        .http_requests
-        .with_label_values(&[&route, method, status.as_str()])
-        .inc();
-    METRICS
-        .http_duration
-        .with_label_values(&[&route])
-        .observe(elapsed.as_secs_f64());
+    let route = route.unwrap_or_else(|| UNMATCHED.to_owned());
     tracing::info!(
         target: "access",
         request_id = %id,
@@ -80,6 +70,7 @@ pub async fn observe(
         peer = peer.map(tracing::field::display),
         "request"
     );
+    crate::metrics::http_request(route, method, status.as_u16(), elapsed.as_secs_f64());
     let mut res = result?;
     if let Ok(value) = HeaderValue::from_str(id.as_str()) {
         res.headers_mut()

@@ -31,8 +31,11 @@ impl tonic::service::Interceptor for CallMetadata {
                 .insert("authorization", value.clone());
         }
         if let Some(id) = crate::observe::current_request_id()
-            && let Ok(value) = id.as_str().parse()
+            && let Ok(mut value) = id.as_str().parse::<MetadataValue<tonic::metadata::Ascii>>()
         {
+            // Never indexed by HPACK: a value that changes on every call would only push
+            // the headers that repeat (authorization, content-type) out of its table.
+            value.set_sensitive(true);
             request
                 .metadata_mut()
                 .insert(doorward_shared::request_id::HEADER, value);

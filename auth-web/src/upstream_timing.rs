@@ -52,10 +52,7 @@ where
             let rpc = path
                 .as_ref()
                 .map_or("", |p| p.path().trim_start_matches('/'));
-            METRICS
-                .upstream_duration
-                .with_label_values(&[rpc])
-                .observe(started.elapsed().as_secs_f64());
+            crate::metrics::upstream_call(rpc, started.elapsed().as_secs_f64());
             let code = match &result {
                 Ok(response) => {
                     grpc_status_label(response.headers().get("grpc-status").map(|v| v.as_bytes()))

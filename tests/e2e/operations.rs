@@ -310,7 +310,10 @@ async fn probes_and_metrics_of_a_fresh_all_in_one() {
     // The signing keys' ages, and their next scheduled rotation (90 days by default).
     for purpose in ["access_token", "id_token"] {
         let age = format!("doorward_signing_key_age_seconds{{purpose=\"{purpose}\"}}");
-        assert!(sample(&before, &age).is_some_and(|s| (0.0..60.0).contains(&s)), "{age}");
+        assert!(
+            sample(&before, &age).is_some_and(|s| (0.0..60.0).contains(&s)),
+            "{age}"
+        );
         let next = format!(
             "doorward_signing_key_next_rotation_timestamp_seconds{{purpose=\"{purpose}\"}}"
         );
@@ -320,7 +323,10 @@ async fn probes_and_metrics_of_a_fresh_all_in_one() {
                 .unwrap()
                 .as_secs_f64())
             / 86_400.0;
-        assert!((89.9..=90.0).contains(&in_days), "{next}: in {in_days} days");
+        assert!(
+            (89.9..=90.0).contains(&in_days),
+            "{next}: in {in_days} days"
+        );
     }
     let issued = "doorward_grants_total{grant_type=\"password\",outcome=\"issued\"}";
     assert_eq!(sample(&before, issued), None);

@@ -8,7 +8,7 @@
 use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
 use std::time::Instant;
 
@@ -19,18 +19,58 @@ use tower::{Layer, Service};
 use tracing::Instrument;
 
 use crate::metrics::METRICS;
+use doorward_shared::metrics::prometheus::{Histogram, IntCounter};
 
 /// The label of a call to a path no served descriptor names (an attacker's choice of path
 /// never becomes a label value).
 const UNKNOWN_RPC: &str = "unknown";
 
-/// The RPCs served, by path, with their labels.
-type Rpcs = HashMap<String, Arc<str>>;
+/// The RPCs served, by path.
+type Rpcs = HashMap<String, Arc<Rpc>>;
+
+/// One RPC's label and its metrics, looked up in the registry at its first call only (a
+/// registry lookup per call costs more than the rest of this layer).
+struct Rpc {
+    label: String,
+    duration: OnceLock<Histogram>,
+    ok: OnceLock<IntCounter>,
+}
+
+impl Rpc {
+    fn new(label: &str) -> Self {
+        Self {
+            label: label.to_owned(),
+            duration: OnceLock::new(),
+            ok: OnceLock::new(),
+        }
+    }
+
+    fn record(&self, code: &str, elapsed: std::time::Duration) {
+        self.duration
+            .get_or_init(|| METRICS.grpc_duration.with_label_values(&[&self.label]))
+            .observe(elapsed.as_secs_f64());
+        if code == "OK" {
+            self.ok
+                .get_or_init(|| {
+                    METRICS
+                        .grpc_requests
+                        .with_label_values(&[&self.label, "OK"])
+                })
+                .inc();
+        } else {
+            METRICS
+                .grpc_requests
+                .with_label_values(&[&self.label, code])
+                .inc();
+        }
+    }
+}
 
 /// The layer; cheap to clone.
 #[derive(Clone)]
 pub struct ObserveLayer {
     rpcs: Arc<Rpcs>,
+    unknown: Arc<Rpc>,
 }
 
 impl ObserveLayer {
@@ -56,12 +96,13 @@ impl ObserveLayer {
         let rpcs = paths
             .into_iter()
             .map(|path| {
-                let label = Arc::from(&path[1..]);
-                (path, label)
+                let rpc = Arc::new(Rpc::new(&path[1..]));
+                (path, rpc)
             })
             .collect();
         Self {
             rpcs: Arc::new(rpcs),
+            unknown: Arc::new(Rpc::new(UNKNOWN_RPC)),
         }
     }
 }
@@ -73,6 +114,7 @@ impl<S> Layer<S> for ObserveLayer {
         Observe {
             inner,
             rpcs: self.rpcs.clone(),
+            unknown: self.unknown.clone(),
         }
     }
 }
@@ -82,6 +124,7 @@ impl<S> Layer<S> for ObserveLayer {
 pub struct Observe<S> {
     inner: S,
     rpcs: Arc<Rpcs>,
+    unknown: Arc<Rpc>,
 }
 
 impl<S, B, RB> Service<http::Request<B>> for Observe<S>
@@ -103,14 +146,14 @@ where
         let rpc = self
             .rpcs
             .get(request.uri().path())
-            .cloned()
-            .unwrap_or_else(|| Arc::from(UNKNOWN_RPC));
+            .unwrap_or(&self.unknown)
+            .clone();
         // Only a plain id is kept (SEC-OB-03); a bad one is replaced.
         let span = request
             .headers()
             .get(request_id::HEADER)
             .map(|v| RequestId::from_header(v.to_str().ok()))
-            .map(|id| tracing::info_span!("rpc", rpc = %rpc, request_id = %id));
+            .map(|id| tracing::info_span!("rpc", rpc = %rpc.label, request_id = %id));
         let started = Instant::now();
         let call = self.inner.call(request);
         Box::pin(async move {
@@ -124,14 +167,7 @@ where
                 }
                 Err(_) => "INTERNAL",
             };
-            METRICS
-                .grpc_duration
-                .with_label_values(&[&*rpc])
-                .observe(started.elapsed().as_secs_f64());
-            METRICS
-                .grpc_requests
-                .with_label_values(&[&*rpc, code])
-                .inc();
+            rpc.record(code, started.elapsed());
             result
         })
     }
@@ -151,7 +187,7 @@ mod tests {
             layer
                 .rpcs
                 .get("/doorward.v1.TokenService/Exchange")
-                .map(|l| &**l),
+                .map(|rpc| rpc.label.as_str()),
             Some("doorward.v1.TokenService/Exchange")
         );
         assert!(

@@ -258,6 +258,11 @@ fn sample(text: &str, series: &str) -> Option<f64> {
         .and_then(|value| value.trim().parse().ok())
 }
 
+/// The body of a GET of `url`, as text.
+async fn text_of(http: &reqwest::Client, url: &str) -> String {
+    http.get(url).send().await.unwrap().text().await.unwrap()
+}
+
 fn json_lines(path: &Path) -> Vec<Value> {
     std::fs::read_to_string(path)
         .unwrap_or_default()
@@ -338,14 +343,7 @@ async fn probes_and_metrics_of_a_fresh_all_in_one() {
     let wrong = password_grant(&http, &url("/oauth/token"), &app, "wrong password", None).await;
     assert_eq!(wrong.status(), 400);
 
-    let after = http
-        .get(url("/-/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let after = text_of(&http, &url("/-/metrics")).await;
     assert_eq!(sample(&after, issued), Some(1.0));
     assert_eq!(
         sample(
@@ -400,14 +398,7 @@ async fn readiness_follows_token_service_and_liveness_does_not() {
         200,
         "auth-web itself is alive: restarting it would not help"
     );
-    let metrics = http
-        .get(split.url("/-/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = text_of(&http, &split.url("/-/metrics")).await;
     assert_eq!(
         sample(&metrics, "doorward_web_token_service_ready"),
         Some(0.0)
@@ -428,15 +419,7 @@ async fn sec_ob_04_readiness_does_not_pass_load_to_token_service(split: &Split) 
     let checks = "doorward_grpc_requests_total{code=\"OK\",rpc=\"grpc.health.v1.Health/Check\"}";
     let metrics = format!("http://{}/-/metrics", split.metrics);
     let read = || async {
-        let text = split
-            .http
-            .get(&metrics)
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let text = text_of(&split.http, &metrics).await;
         sample(&text, checks).unwrap_or(0.0)
     };
     let before = read().await;
@@ -561,15 +544,7 @@ async fn sec_ob_05_token_service_metrics_listener_serves_metrics_and_probes_only
     .await;
     assert_eq!(token.status(), 200);
     let base = format!("http://{}", split.metrics);
-    let text = split
-        .http
-        .get(format!("{base}/-/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = text_of(&split.http, &format!("{base}/-/metrics")).await;
     assert_eq!(
         sample(
             &text,
@@ -763,15 +738,7 @@ async fn grpc_health_is_not_serving_while_the_database_is_unreachable() {
     .await;
     eprintln!("gRPC health: NOT_SERVING {took:?} after the database link was cut");
     assert_eq!(status_of(&split.http, &readiness).await, 503);
-    let metrics = split
-        .http
-        .get(format!("http://{}/-/metrics", split.metrics))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = text_of(&split.http, &format!("http://{}/-/metrics", split.metrics)).await;
     assert_eq!(sample(&metrics, "doorward_database_up"), Some(0.0));
     // auth-web follows: token-service answers, but NOT_SERVING.
     until_status(
